@@ -1,0 +1,56 @@
+# wakeword: the two commands in README.md are `make listen` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WORD ?= espresso
+NAME ?= $(subst $() ,_,$(WORD))
+ARGS ?=
+
+.PHONY: listen test lint model model-smoke bench soak clean system-runtime system-test
+
+system-runtime:
+	@deploy/install-system-packages.sh runtime
+
+system-test:
+	@deploy/install-system-packages.sh test
+
+# The daemon alone: runtime packages only (no torch).
+$(BIN)/wakeword: pyproject.toml | system-runtime
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+# Everything: tests, training, systemd and integrations.
+$(VENV)/.dev-installed: pyproject.toml | system-test
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null
+	$(BIN)/python -m pip install -q -e '.[test,training,systemd,integrations,bench]'
+	@touch $@
+
+listen: $(BIN)/wakeword
+	$(BIN)/wakeword listen $(ARGS)
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check wakeword training tests
+	$(BIN)/ruff format --check wakeword training tests
+
+test: $(VENV)/.dev-installed lint
+	$(BIN)/python -m pytest -q $(ARGS)
+
+model: $(VENV)/.dev-installed
+	$(BIN)/python -m training.make_model --word "$(WORD)" --name "$(NAME)" --profile full
+
+model-smoke: $(VENV)/.dev-installed
+	$(BIN)/python -m training.make_model --word "$(WORD)" --name smoke --profile smoke --output-dir training/work/smoke-model
+
+# Not in CI: >= 30 min of `wakeword listen` on looped audio; prints RSS growth and detection counts.
+soak: $(VENV)/.dev-installed
+	WAKEWORD_SOAK_S=$${SOAK_S:-1800} nice $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_soak.py
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) training/work .pytest_cache .ruff_cache

@@ -1,0 +1,116 @@
+"""Smoke test of the benchmarks: `python -m bench --quick` runs end to end and writes valid JSON.
+
+No timing is asserted (timings live in bench/results, not in tests). The audio is
+synthesised here with espeak-ng; the model is the "loud" test model, which fires
+on any loud audio, so every stage (streaming, threshold sweep, latency, the peers,
+the live daemon) has real detections to count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.speech import espeak_missing, keyword_clip, other_speech_clip
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def eval_manifest(tmp_path_factory) -> Path:
+    if espeak_missing():
+        pytest.skip(espeak_missing())
+    folder = tmp_path_factory.mktemp("bench-eval")
+    lines = []
+    for i, voice in enumerate(("en-us", "en-gb")):
+        clip = keyword_clip(folder / f"positive-{i}.wav", voice=voice)
+        lines.append(
+            {
+                "path": clip.path.name,
+                "kind": "positive",
+                "keyword_start_s": clip.speech_start_s,
+                "keyword_end_s": clip.speech_end_s,
+                "snr_db": "clean",
+                "padded": True,
+            }
+        )
+    other = other_speech_clip(folder / "negative-0.wav")
+    lines.append({"path": other.path.name, "kind": "negative", "padded": True})
+    confusable = keyword_clip(folder / "confusable-0.wav", word="express")
+    lines.append({"path": confusable.path.name, "kind": "confusable", "padded": True})
+    real = folder / "real" / "computer"
+    real.mkdir(parents=True)
+    other_speech_clip(real / "0.wav", text="computer, turn on the lights")
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return manifest
+
+
+def test_quick_bench_writes_valid_results(eval_manifest: Path, loud_model_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--model",
+            str(loud_model_path),
+            "--eval-manifest",
+            str(eval_manifest),
+            "--real-speech",
+            str(eval_manifest.parent / "real"),
+            "--out-dir",
+            str(out),
+            "--live-s",
+            "3",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "quick.json").read_text())
+    assert results["errors"] == {}
+    assert results["meta"]["quick"] is True
+    sections = results["sections"]
+    assert set(sections) == {"speed", "chunks", "live", "accuracy"}
+
+    speed = sections["speed"]["engines"]["ours"]
+    assert speed["cpu_s_per_audio_hour"] > 0
+    assert sections["speed"]["corpus_s"] > 0
+
+    accuracy = sections["accuracy"]
+    assert accuracy["eval_set"]["counts"] == {"positive": 2, "confusable": 1, "negative": 1, "real_speech": 1}
+    ours = accuracy["engines"]["ours"]
+    assert ours["replay_mismatched_clips"] == 0  # the threshold sweep replays what the Detector did
+    op = ours["operating_point"]
+    # The loud model fires on any loud audio: both keywords are found (with a latency), and the
+    # other speech, the confusable and the real recording are false accepts.
+    assert op["frr"] == 0.0
+    assert op["latency"]["n"] == 2
+    assert op["false_accepts"] >= 1
+    assert op["confusable_fa_rate"] == 1.0
+    assert op["real_speech_files_fired"] == 1
+    assert len(accuracy["engines"]["ours"]["frr_at"]) == 3
+
+    live = sections["live"]["engines"]["ours_cli"]
+    assert live["ready_received"] is True
+    assert live["exit_code"] == 0
+    assert live["peak_rss_mb"] > 0
+
+    table = (out / "quick.md").read_text()
+    assert "wakeword (ours)" in table and results["meta"]["commit"] in table
+    for peer in ("pocketsphinx", "openwakeword"):
+        if peer in results["meta"]["engines"]:
+            assert sections["speed"]["engines"][peer]["cpu_s_per_audio_hour"] > 0
+        else:
+            assert results["meta"]["unavailable"][peer]

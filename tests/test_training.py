@@ -1,0 +1,208 @@
+"""Training pipeline: widened labels, the dataset builder, hard-negative mining, and the exported graph.
+
+Light by design (seconds): the whole pipeline end to end is `make model-smoke`, which CI runs separately.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import soundfile as sf
+
+torch = pytest.importorskip("torch", reason="training needs torch (the training extra)")
+
+from training import dataset as ds  # noqa: E402
+from training import train as tr  # noqa: E402
+from training.augment import AugmentConfig  # noqa: E402
+from training.export import export_onnx  # noqa: E402
+from training.network import NetworkConfig, WakeWordNet  # noqa: E402
+from wakeword.features import FeatureConfig, compute_features  # noqa: E402
+from wakeword.metadata import ModelMetadata  # noqa: E402
+
+SR = 16000
+FEATURES = FeatureConfig()
+
+
+def _tone(freq: float, seconds: float, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny manifest: 'keyword' = a 1 kHz tone burst; speech/confusables = other tones; noise."""
+    root = tmp_path_factory.mktemp("manifest")
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def add(kind: str, audio: np.ndarray, split: str, i: int) -> None:
+        path = f"{kind}-{split}-{i}.wav"
+        sf.write(root / path, audio, SR, subtype="PCM_16")
+        row = {"path": path, "kind": kind, "text": kind, "voice": f"v{i}", "engine": "test", "split": split}
+        rows.append({**row, "duration_s": len(audio) / SR, "sample_rate": SR})
+
+    for split in ("train", "val"):
+        for i in range(4):
+            add("positive", _tone(1000.0, 0.4 + 0.1 * i), split, i)
+            add("confusable", _tone(700.0, 0.5), split, i)
+            add("speech", _tone(300.0 + 50 * i, 1.5, 0.2), split, i)
+            add("noise", rng.normal(0, 0.1, SR * 4).astype(np.float32), split, i)
+    path = root / "manifest.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_frame_targets_mark_exactly_the_frames_after_the_keyword_end() -> None:
+    end = 16000  # 1.0 s
+    labels, mask = ds.frame_targets(300, end, FEATURES, label_frames=40, ignore_before=5, ignore_after=7)
+    first = ds.keyword_end_frame(end, FEATURES)
+    # the first frame whose window [t*hop, t*hop+win) reaches the keyword's last sample
+    assert first * 160 + 400 >= end > (first - 1) * 160 + 400
+    assert np.array_equal(np.nonzero(labels)[0], np.arange(first, first + 40))
+    assert np.array_equal(np.nonzero(mask == 0)[0], np.r_[first - 5 : first, first + 40 : first + 47])
+    negative, negative_mask = ds.frame_targets(300, None, FEATURES, 40, 5, 7)
+    assert not negative.any() and negative_mask.all()
+
+
+def test_positive_clip_places_the_keyword_so_it_ends_at_the_labelled_sample(manifest: Path) -> None:
+    quiet = AugmentConfig(reverb_p=0.0, clean_p=1.0, colour_p=0.0, speed_p=0.0, peak_dbfs=(-6.0, -6.0),
+                          noise_floor_dbfs=(-90.0, -90.0), clip_p=0.0)  # fmt: skip
+    config = ds.DatasetConfig(augment=quiet, context_speech_p=0.0, trailing_speech_p=0.0)
+    factory = ds.ClipFactory(ds.load_sources(manifest, ("train",)), config, FEATURES)
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        clip = factory.draw("positive", 3 * SR, rng)
+        end = clip.end_sample
+        assert end is not None
+        before, after = clip.audio[end - 160 : end], clip.audio[end : end + 160]
+        assert np.sqrt(np.mean(before**2)) > 0.1 > 100 * np.sqrt(np.mean(after**2))
+
+
+def test_dataset_labels_are_one_only_after_keywords_and_zero_in_negative_clips(
+    manifest: Path, tmp_path: Path
+) -> None:
+    config = ds.DatasetConfig(n_short=40, n_long=3, n_val=6, label_frames=35)
+    parts = ds.build_datasets(manifest, tmp_path, config, FEATURES)
+    train = ds.ClipArrays.load(parts["train"])
+    assert train.features.shape == (40, 298, 40) and train.features.dtype == np.float16
+    kinds = set(train.kinds)
+    assert "positive" in kinds and len(kinds) > 2
+    for kind, labels in zip(train.kinds, train.labels, strict=True):
+        ones = np.nonzero(labels)[0]
+        if kind == "positive":
+            assert len(ones) == 35 and np.array_equal(ones, np.arange(ones[0], ones[0] + 35))
+        else:
+            assert len(ones) == 0, kind
+    # features are the runtime front end's: recompute one negative clip is not possible (audio is not
+    # kept), but the cache key must move with the front end and with the data recipe
+    digest = ds.manifest_digest(manifest)
+    assert config.key(FEATURES, digest) != config.key(FeatureConfig(n_mels=32), digest)
+    assert config.key(FEATURES, digest) != ds.DatasetConfig(label_frames=30).key(FEATURES, digest)
+    # a second build with the same inputs is a cache hit (nothing rewritten)
+    stamp = (parts["train"] / "features.npy").stat().st_mtime_ns
+    again = ds.build_datasets(manifest, tmp_path, config, FEATURES)
+    assert (again["train"] / "features.npy").stat().st_mtime_ns == stamp
+
+
+def test_dataset_features_come_from_the_runtime_front_end(manifest: Path) -> None:
+    clip = np.random.default_rng(1).normal(0, 0.1, 3 * SR).astype(np.float32)
+    arrays = ds.featurise(iter([("speech", ds.Clip(clip, None, "negative", None))]), 1, len(clip),
+                          ds.DatasetConfig(), FEATURES, "test")  # fmt: skip
+    expected = compute_features(clip, FEATURES).astype(np.float16)
+    assert np.array_equal(arrays.features[0], expected)
+
+
+def _random_net(seed: int = 0) -> WakeWordNet:
+    torch.manual_seed(seed)
+    net = WakeWordNet(NetworkConfig(hidden=32, layers=2))
+    net.feature_mean.copy_(torch.randn(40))
+    net.feature_std.copy_(torch.rand(40) + 0.5)
+    return net.eval()
+
+
+def test_exported_onnx_matches_torch_and_streams_like_the_whole_clip(tmp_path: Path) -> None:
+    net = _random_net()
+    path = export_onnx(net, ModelMetadata(wake_word="test"), tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    features = (rng.normal(0, 3, (1, 250, 40)) - 5).astype(np.float32)
+    hidden0 = np.zeros((2, 1, 32), dtype=np.float32)
+    whole, _ = session.run(None, {"features": features, "hidden_in": hidden0})
+    with torch.no_grad():
+        expected, _ = net(torch.from_numpy(features), torch.from_numpy(hidden0))
+    assert np.abs(whole - expected.numpy()).max() < 1e-4
+    assert whole.std() > 1e-3  # a non-trivial output, or the comparison proves nothing
+
+    pieces, hidden, start = [], hidden0, 0
+    for size in [1, 3, 8, 17, 8, 50, 2] * 10:
+        if start >= 250:
+            break
+        probs, hidden = session.run(
+            None, {"features": features[:, start : start + size], "hidden_in": hidden}
+        )
+        pieces.append(probs)
+        start += size
+    streamed = np.concatenate(pieces, axis=1)
+    assert streamed.shape == whole.shape
+    assert np.abs(streamed - whole).max() < 1e-5
+
+
+def test_mining_cuts_windows_that_end_after_the_frames_that_fire() -> None:
+    net = _random_net()
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.fill_(-20.0)  # silent everywhere ...
+    features = np.zeros((2, 600, 40), dtype=np.float16)
+    windows, stats = tr.mine_windows(net, features, 298, 0.5, np.random.default_rng(0), 100)
+    assert len(windows) == 0 and stats["frames_above"] == 0
+    with torch.no_grad():
+        net.head.bias.fill_(20.0)  # ... then firing on every frame: one window per burst of 100 frames
+    windows, stats = tr.mine_windows(net, features, 298, 0.5, np.random.default_rng(0), 100)
+    assert stats["frames_above"] == 1200
+    assert windows.shape[1:] == (298, 40) and 2 <= len(windows) <= 2 * 6
+
+
+def test_frame_loss_weights_positive_frames_and_ignores_masked_ones() -> None:
+    logits = torch.zeros(1, 4)
+    labels = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
+    loss = tr.frame_loss(logits, labels, mask, pos_weight=3.0)
+    # every unmasked frame costs log 2 at logit 0; the weighted mean is still log 2
+    assert loss.item() == pytest.approx(np.log(2.0), rel=1e-6)
+    confident = tr.frame_loss(torch.tensor([[-5.0, 5.0, 50.0, -5.0]]), labels, mask, 3.0)
+    assert confident.item() < 0.01  # the masked frame's wrong, confident logit costs nothing
+
+
+def test_evaluation_scores_hits_only_between_keyword_start_and_the_acceptance_window() -> None:
+    from training.evaluate import EvalConfig, Item, choose_threshold, score
+    from wakeword.detector import Detection
+
+    config = EvalConfig(snr_bins_db=(20.0, 0.0))
+    silence = np.zeros(SR * 4, dtype=np.int16)
+
+    def hit(t: float) -> Detection:
+        return Detection("w", 0.9, t, int(t * 100))
+
+    items = [
+        Item("positive", silence, start_s=1.0, end_s=1.5, snr_db=20.0),  # hit 0.2 s after the end
+        Item("positive", silence, start_s=1.0, end_s=1.5, snr_db=20.0),  # fired before the word: a miss
+        Item("positive", silence, start_s=1.0, end_s=1.5, snr_db=0.0),  # fired too late: a miss
+        Item("negative_stream", np.zeros(SR * 1800, dtype=np.int16)),  # half an hour
+        Item("confusable", silence),
+        Item("confusable", silence),
+    ]
+    detections = [[hit(1.7)], [hit(0.5)], [hit(3.2)], [hit(10.0), hit(20.0)], [hit(1.0)], []]
+    out = score(items, detections, config)
+    assert out["frr_all"] == pytest.approx(2 / 3, abs=1e-3)
+    assert out["frr_snr_ge_5db"] == 0.5 and out["frr_by_snr"] == {"20dB": 0.5, "0dB": 1.0}
+    assert out["latency_median_ms"] == pytest.approx(200.0)
+    assert out["early_fires_on_positive_clips"] == 1
+    assert out["fa_per_hour"] == pytest.approx(4.0) and out["confusable_fa_rate"] == 0.5
+    points = [{"threshold": 0.3, "fa_per_hour": 2.0}, {"threshold": 0.5, "fa_per_hour": 0.4},
+              {"threshold": 0.7, "fa_per_hour": 0.0}]  # fmt: skip
+    assert choose_threshold(points, 0.5)["threshold"] == 0.5
+    assert choose_threshold(points, 0.01)["threshold"] == 0.7

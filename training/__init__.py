@@ -1,0 +1,1 @@
+"""Training pipeline for wakeword models (needs the `training` extra: torch, onnx)."""

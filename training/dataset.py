@@ -1,0 +1,524 @@
+"""Widened 1-label datasets: clips of a few seconds with a per-frame target.
+
+A positive clip has the keyword somewhere in a stream of background and other
+speech, with its end known to the sample. The target is 1 for ``label_frames``
+frames starting at the first frame that contains the keyword end, 0 everywhere
+else; clips without the keyword (speech, confusables, music, noise) are 0
+throughout. A causal model can only be right by firing after it has heard the
+whole word, which is exactly the behaviour the detector wants.
+
+Features come from :func:`wakeword.features.compute_features` (the runtime's own
+front end) and are cached as ``.npy`` under a key that hashes the feature
+config, the dataset config and the manifest, so a change to any of them builds
+a new set and a rerun with the same inputs costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from training import augment
+from training.augment import SAMPLE_RATE, AugmentConfig
+from wakeword.features import FeatureConfig, compute_features, frame_count
+
+log = logging.getLogger(__name__)
+
+POSITIVE = "positive"
+CONFUSABLE = "confusable"
+SPEECH = "speech"
+REAL_SPEECH = "real_speech"
+MUSIC = "music"
+NOISE = "noise"
+REAL_POSITIVE_EVAL = "real_positive_eval"
+TRAIN_SPLITS = ("train",)
+EVAL_SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class ClipMix:
+    """Share of each kind of short clip (normalised when used)."""
+
+    positive: float = 0.30
+    confusable: float = 0.14
+    truncated: float = 0.04  # the keyword cut short ("espre..."): must not fire before the end
+    speech: float = 0.28
+    real_speech: float = 0.09
+    background: float = 0.15  # music, noise, babble or near-silence only
+
+    def weights(self) -> dict[str, float]:
+        raw = asdict(self)
+        total = sum(raw.values())
+        return {k: v / total for k, v in raw.items()}
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """How clips are drawn. Everything that changes the arrays is in here (and so in the cache key)."""
+
+    clip_s: float = 3.0
+    long_clip_s: float = 12.0
+    n_short: int = 24000
+    n_long: int = 1500
+    n_val: int = 1500
+    long_positive_p: float = 0.3  # long clips that end with a keyword after seconds of speech
+    label_frames: int = 40  # width of the 1-run after the keyword end (see the model card)
+    ignore_before_frames: int = 8  # loss mask on the word's last frames: ambiguous, not wrong
+    ignore_after_frames: int = 15  # loss mask after the 1-run: firing late there is harmless
+    min_end_margin_s: float = 0.1  # keyword end this far before the 1-run would leave the clip
+    context_speech_p: float = 0.35  # other speech before the keyword
+    trailing_speech_p: float = 0.25  # other speech right after it ("espresso, please")
+    # espeak-ng is most of the voices but the least human-sounding (formant synthesis): cap its share of
+    # positive draws so neural/diphone voices, closer to real people, are not drowned out (None: uniform)
+    espeak_positive_share: float | None = 0.45
+    mix: ClipMix = field(default_factory=ClipMix)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = 1234
+
+    def key(self, features: FeatureConfig, manifest_digest: str, extra: str = "") -> str:
+        blob = json.dumps(
+            {
+                "dataset": asdict(self),
+                "features": features.to_dict(),
+                "manifest": manifest_digest,
+                "extra": extra,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def keyword_end_frame(end_sample: int, config: FeatureConfig) -> int:
+    """First frame whose window contains the keyword's last sample (frame t covers [t*hop, t*hop+win))."""
+    return max(0, math.ceil((end_sample - config.window_samples) / config.hop_samples))
+
+
+def frame_targets(
+    n_frames: int,
+    end_sample: int | None,
+    config: FeatureConfig,
+    label_frames: int,
+    ignore_before: int = 0,
+    ignore_after: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, loss mask) for one clip: 1 for ``label_frames`` frames from the keyword end, else 0."""
+    labels = np.zeros(n_frames, dtype=np.uint8)
+    mask = np.ones(n_frames, dtype=np.uint8)
+    if end_sample is None:
+        return labels, mask
+    start = keyword_end_frame(end_sample, config)
+    labels[start : start + label_frames] = 1
+    mask[max(0, start - ignore_before) : start] = 0
+    mask[start + label_frames : start + label_frames + ignore_after] = 0
+    return labels, mask
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+@dataclass
+class Sources:
+    """Manifest rows of one split, grouped by kind, with their audio loaded on demand (int16)."""
+
+    rows: dict[str, list[dict]]
+    root: Path
+    _audio: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def audio(self, row: dict) -> np.ndarray:
+        path = row["path"]
+        cached = self._audio.get(path)
+        if cached is None:
+            full = Path(path) if Path(path).is_absolute() else self.root / path
+            data, rate = sf.read(str(full), dtype="int16", always_2d=True)
+            if rate != SAMPLE_RATE:
+                raise ValueError(f"{full}: sample rate {rate}, expected {SAMPLE_RATE}")
+            cached = np.ascontiguousarray(data[:, 0])
+            self._audio[path] = cached
+        return cached.astype(np.float32) / 32768.0
+
+    def count(self, kind: str) -> int:
+        return len(self.rows.get(kind, []))
+
+    def pick(
+        self, kind: str, rng: np.random.Generator, weights: np.ndarray | None = None
+    ) -> tuple[dict, np.ndarray] | None:
+        rows = self.rows.get(kind)
+        if not rows:
+            return None
+        index = int(rng.integers(len(rows))) if weights is None else int(rng.choice(len(rows), p=weights))
+        row = rows[index]
+        return row, self.audio(row)
+
+
+def engine_weights(rows: list[dict], engine: str, share: float | None) -> np.ndarray | None:
+    """Row probabilities giving ``engine`` this share of draws (None: uniform over rows)."""
+    if share is None or not rows:
+        return None
+    mine = np.array([r.get("engine") == engine for r in rows])
+    if mine.all() or not mine.any():
+        return None
+    weights = np.where(mine, share / mine.sum(), (1.0 - share) / (~mine).sum())
+    return weights / weights.sum()
+
+
+def read_manifest(path: Path) -> list[dict]:
+    rows = []
+    with open(path) as handle:
+        for line in handle:
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+def manifest_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def load_sources(manifest: Path, splits: tuple[str, ...], kinds: tuple[str, ...] | None = None) -> Sources:
+    """Rows of the given splits; real-speech rows whose files are missing are skipped with a warning."""
+    manifest = Path(manifest)
+    grouped: dict[str, list[dict]] = {}
+    missing = 0
+    for row in read_manifest(manifest):
+        if row.get("split") not in splits or (kinds and row["kind"] not in kinds):
+            continue
+        if Path(row["path"]).is_absolute() and not Path(row["path"]).exists():
+            missing += 1
+            continue
+        grouped.setdefault(row["kind"], []).append(row)
+    if missing:
+        log.warning("%d manifest rows point at files that are absent (real speech folder?): skipped", missing)
+    return Sources(grouped, manifest.parent)
+
+
+# ----------------------------------------------------------------------------- clip synthesis
+
+
+def _crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random n-sample piece of x (looped if x is short)."""
+    if len(x) == 0:
+        return np.zeros(n, dtype=np.float32)
+    if len(x) < n:
+        x = np.tile(x, n // len(x) + 1)
+    start = int(rng.integers(0, len(x) - n + 1))
+    return x[start : start + n].astype(np.float32, copy=False)
+
+
+def speech_stream(sources: Sources, n: int, rng: np.random.Generator, kinds: tuple[str, ...]) -> np.ndarray:
+    """n samples of utterances back to back with short pauses, entering mid-utterance."""
+    kinds = tuple(k for k in kinds if sources.count(k))
+    if not kinds:
+        return np.zeros(n, dtype=np.float32)
+    pieces, total = [], 0
+    while total < n * 2:
+        picked = sources.pick(kinds[int(rng.integers(len(kinds)))], rng)
+        assert picked is not None
+        level = augment.db_to_amplitude(rng.uniform(-6.0, 0.0))
+        utterance = picked[1] * (level / max(augment.active_rms(picked[1]), 1e-6) * 0.1)
+        gap = np.zeros(int(rng.uniform(0.05, 0.8) * SAMPLE_RATE), dtype=np.float32)
+        pieces += [utterance, gap]
+        total += len(utterance) + len(gap)
+    return _crop(np.concatenate(pieces), n, rng)
+
+
+def background(sources: Sources, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-level background: music, recorded/synthetic noise, babble, or one distant talker."""
+    choice = rng.choice(
+        ["music", "noise", "synthetic_noise", "babble", "talker"], p=[0.3, 0.2, 0.15, 0.2, 0.15]
+    )
+    if choice == "music" and sources.count(MUSIC):
+        x = _crop(sources.pick(MUSIC, rng)[1], n, rng)
+    elif choice == "noise" and sources.count(NOISE):
+        x = _crop(sources.pick(NOISE, rng)[1], n, rng)
+    elif choice == "babble" and sources.count(SPEECH):
+        x = sum(speech_stream(sources, n, rng, (SPEECH, REAL_SPEECH)) for _ in range(int(rng.integers(3, 7))))
+    elif choice == "talker" and sources.count(SPEECH):
+        x = speech_stream(sources, n, rng, (SPEECH,))
+    else:
+        x = augment.coloured_noise(rng, n)
+        if rng.random() < 0.3:  # mains hum and its harmonics
+            t = np.arange(n) / SAMPLE_RATE
+            f0 = rng.choice([50.0, 60.0])
+            x = x * 0.3 + sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) / k for k in range(1, 6))
+    return (np.asarray(x, dtype=np.float32) / max(augment.rms(np.asarray(x)), 1e-6)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Clip:
+    audio: np.ndarray  # float32, 16-bit quantised
+    end_sample: int | None  # keyword end (positives only)
+    kind: str
+    snr_db: float | None
+
+
+class ClipFactory:
+    """Draws augmented clips from one split's sources."""
+
+    def __init__(self, sources: Sources, config: DatasetConfig, features: FeatureConfig) -> None:
+        self.sources = sources
+        self.config = config
+        self.features = features
+        if not sources.count(POSITIVE):
+            raise ValueError("manifest has no positive clips for this split")
+        self._positive_weights = engine_weights(
+            sources.rows[POSITIVE], "espeak-ng", config.espeak_positive_share
+        )
+
+    def _word(self, kind: str, rng: np.random.Generator) -> np.ndarray:
+        weights = self._positive_weights if kind == POSITIVE else None
+        picked = self.sources.pick(kind, rng, weights) or self.sources.pick(POSITIVE, rng)
+        word = picked[1]
+        if rng.random() < self.config.augment.speed_p:
+            word = augment.change_speed(word, rng.uniform(*self.config.augment.speed))
+        return word / max(augment.active_rms(word), 1e-6) * 0.1
+
+    def compose(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        word: np.ndarray | None,
+        end_sample: int | None,
+        is_keyword: bool,
+        context_kinds: tuple[str, ...] = (SPEECH, REAL_SPEECH, CONFUSABLE),
+        snr_db: float | None = None,
+        context_p: float | None = None,
+    ) -> Clip:
+        """Place ``word`` so it ends at ``end_sample``, add context speech, room, background, microphone."""
+        cfg = self.config
+        fore = np.zeros(n, dtype=np.float32)
+        hop = self.features.hop_samples
+        if word is not None and end_sample is not None:
+            start = end_sample - len(word)
+            fore[max(0, start) : end_sample] = word[max(0, -start) :]
+            gap_before = int(rng.uniform(0.12, 0.6) * SAMPLE_RATE)
+            if (
+                rng.random() < (cfg.context_speech_p if context_p is None else context_p)
+                and start - gap_before > SAMPLE_RATE // 4
+            ):
+                m = start - gap_before
+                fore[:m] = speech_stream(self.sources, m, rng, context_kinds)
+            after = end_sample + int(rng.uniform(0.2, 0.6) * SAMPLE_RATE)
+            if rng.random() < cfg.trailing_speech_p and after < n - hop:
+                fore[after:] = speech_stream(self.sources, n - after, rng, context_kinds)
+        if rng.random() < cfg.augment.reverb_p:
+            rir = augment.simulated_rir(
+                rng, rng.uniform(*cfg.augment.rt60_s), rng.uniform(*cfg.augment.direct_to_reverb_db)
+            )
+            fore = augment.reverberate(fore, rir)[:n]
+        level_ref = fore[max(0, end_sample - len(word)) : end_sample] if word is not None else fore
+        clean = (rng.random() < cfg.augment.clean_p) if snr_db is None else math.isinf(snr_db)
+        if clean or not np.any(fore):
+            mix, snr = fore, None
+            if not np.any(fore):
+                mix = background(self.sources, n, rng) * 0.05
+        else:
+            snr = float(snr_db if snr_db is not None else rng.uniform(*cfg.augment.snr_db))
+            noise = augment.scale_to_snr(
+                level_ref if np.any(level_ref) else fore, background(self.sources, n, rng), snr
+            )
+            mix = fore + noise
+        audio = augment.finish(mix, rng, cfg.augment)
+        return Clip(audio, end_sample if is_keyword else None, POSITIVE if is_keyword else "negative", snr)
+
+    def end_position(self, n: int, word_len: int, rng: np.random.Generator, late: bool = False) -> int:
+        """Keyword end: late enough for the word (+ a little lead-in), early enough for the 1-run."""
+        tail = self.config.label_frames * self.features.hop_samples + int(
+            self.config.min_end_margin_s * SAMPLE_RATE
+        )
+        low = min(word_len + int(0.15 * SAMPLE_RATE), n - tail)
+        if late:
+            low = max(low, n // 2)
+        return int(rng.integers(low, max(low + 1, n - tail)))
+
+    def draw(self, kind: str, n: int, rng: np.random.Generator) -> Clip:
+        """One clip of ``kind`` (a ClipMix field name), n samples long."""
+        if kind == "positive":
+            word = self._word(POSITIVE, rng)
+            return self.compose(n, rng, word, self.end_position(n, len(word), rng), True)
+        if kind in ("confusable", "truncated", "real_speech"):
+            if kind == "truncated":
+                word = self._word(POSITIVE, rng)
+                word = word[: int(len(word) * rng.uniform(0.4, 0.75))]
+            else:
+                src = CONFUSABLE if kind == "confusable" else REAL_SPEECH
+                word = self._word(src if self.sources.count(src) else SPEECH, rng)
+            end = self.end_position(n, len(word), rng)
+            return self.compose(n, rng, word[-end:], end, False)
+        if kind == "speech":
+            fore = speech_stream(self.sources, n, rng, (SPEECH, REAL_SPEECH, CONFUSABLE))
+            return self._negative_stream(fore, rng)
+        return self._negative_stream(np.zeros(n, dtype=np.float32), rng)
+
+    def _negative_stream(self, fore: np.ndarray, rng: np.random.Generator) -> Clip:
+        cfg = self.config
+        n = len(fore)
+        if np.any(fore) and rng.random() < cfg.augment.reverb_p:
+            rir = augment.simulated_rir(
+                rng, rng.uniform(*cfg.augment.rt60_s), rng.uniform(*cfg.augment.direct_to_reverb_db)
+            )
+            fore = augment.reverberate(fore, rir)[:n]
+        bg = background(self.sources, n, rng)
+        if not np.any(fore):
+            mix, snr = bg, None
+        elif rng.random() < cfg.augment.clean_p:
+            mix, snr = fore, None
+        else:
+            snr = float(rng.uniform(*cfg.augment.snr_db))
+            mix = fore + augment.scale_to_snr(fore, bg, snr)
+        return Clip(augment.finish(mix, rng, cfg.augment), None, "negative", snr)
+
+    def draw_long(self, n: int, rng: np.random.Generator) -> Clip:
+        """A long stream of mixed speech (optionally ending in a keyword after all that context)."""
+        if rng.random() < self.config.long_positive_p:
+            word = self._word(POSITIVE, rng)
+            end = self.end_position(n, len(word), rng, late=True)
+            return self.compose(n, rng, word, end, True, context_p=0.9)  # mostly speech before it
+        fore = speech_stream(self.sources, n, rng, (SPEECH, REAL_SPEECH, CONFUSABLE))
+        if rng.random() < 0.2:
+            fore = np.zeros(n, dtype=np.float32)  # long music / noise stretches too
+        return self._negative_stream(fore, rng)
+
+    def draw_negative_stream(self, n: int, rng: np.random.Generator, music_noise_p: float = 0.2) -> Clip:
+        """n samples of continuous negatives: speech with confusables and real voices, or music/noise."""
+        if rng.random() < music_noise_p:
+            return self._negative_stream(np.zeros(n, dtype=np.float32), rng)
+        return self._negative_stream(
+            speech_stream(self.sources, n, rng, (SPEECH, REAL_SPEECH, CONFUSABLE)), rng
+        )
+
+
+# ----------------------------------------------------------------------------- arrays on disk
+
+
+@dataclass
+class ClipArrays:
+    """Features [N, T, F] (float16), labels and loss mask [N, T] (uint8), per-clip kind."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    mask: np.ndarray
+    kinds: list[str]
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / "features.npy", self.features)
+        np.save(directory / "labels.npy", self.labels)
+        np.save(directory / "mask.npy", self.mask)
+        (directory / "kinds.json").write_text(json.dumps(self.kinds))
+
+    @classmethod
+    def load(cls, directory: Path, mmap: bool = False) -> ClipArrays:
+        mode = "r" if mmap else None
+        return cls(
+            np.load(directory / "features.npy", mmap_mode=mode),
+            np.load(directory / "labels.npy", mmap_mode=mode),
+            np.load(directory / "mask.npy", mmap_mode=mode),
+            json.loads((directory / "kinds.json").read_text()),
+        )
+
+    @classmethod
+    def concatenate(cls, parts: list[ClipArrays]) -> ClipArrays:
+        return cls(
+            np.concatenate([p.features for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            np.concatenate([p.mask for p in parts]),
+            [k for p in parts for k in p.kinds],
+        )
+
+
+def featurise(
+    clips: Iterator[tuple[str, Clip]],
+    n: int,
+    n_samples: int,
+    dataset: DatasetConfig,
+    features: FeatureConfig,
+    desc: str,
+) -> ClipArrays:
+    """Compute features and targets for n clips of n_samples each."""
+    frames = frame_count(n_samples, features)
+    feats = np.zeros((n, frames, features.n_mels), dtype=np.float16)
+    labels = np.zeros((n, frames), dtype=np.uint8)
+    mask = np.zeros((n, frames), dtype=np.uint8)
+    kinds = []
+    for i, (kind, clip) in enumerate(tqdm(clips, total=n, desc=desc, unit="clip", mininterval=5)):
+        feats[i] = compute_features(clip.audio, features)
+        labels[i], mask[i] = frame_targets(
+            frames,
+            clip.end_sample,
+            features,
+            dataset.label_frames,
+            dataset.ignore_before_frames,
+            dataset.ignore_after_frames,
+        )
+        kinds.append(kind)
+    return ClipArrays(feats, labels, mask, kinds)
+
+
+def _short_clips(
+    factory: ClipFactory, n: int, n_samples: int, rng: np.random.Generator
+) -> Iterator[tuple[str, Clip]]:
+    weights = factory.config.mix.weights()
+    names = list(weights)
+    for _ in range(n):
+        kind = names[int(rng.choice(len(names), p=[weights[k] for k in names]))]
+        yield kind, factory.draw(kind, n_samples, rng)
+
+
+def _long_clips(
+    factory: ClipFactory, n: int, n_samples: int, rng: np.random.Generator
+) -> Iterator[tuple[str, Clip]]:
+    for _ in range(n):
+        clip = factory.draw_long(n_samples, rng)
+        yield ("long_positive" if clip.end_sample is not None else "long_negative"), clip
+
+
+def build_datasets(
+    manifest: Path, out_dir: Path, dataset: DatasetConfig, features: FeatureConfig | None = None
+) -> dict[str, Path]:
+    """Build (or reuse from the cache) the train short/long and validation sets; returns their folders."""
+    features = features or FeatureConfig()
+    digest = manifest_digest(manifest)
+    key = dataset.key(features, digest)
+    root = Path(out_dir) / key
+    parts = {"train": root / "train", "train_long": root / "train_long", "val": root / "val"}
+    if all((p / "kinds.json").exists() for p in parts.values()):
+        log.info("dataset cache hit %s", root)
+        return parts
+    train = load_sources(manifest, TRAIN_SPLITS)
+    val = load_sources(manifest, EVAL_SPLITS)
+    log.info("train sources: %s", {k: len(v) for k, v in train.rows.items()})
+    log.info("val sources: %s", {k: len(v) for k, v in val.rows.items()})
+    short_n = int(dataset.clip_s * SAMPLE_RATE)
+    long_n = int(dataset.long_clip_s * SAMPLE_RATE)
+    rng = np.random.default_rng(dataset.seed)
+    seeds = rng.integers(0, 2**31, size=3)
+    jobs = [
+        ("train", ClipFactory(train, dataset, features), _short_clips, dataset.n_short, short_n, seeds[0]),
+        ("train_long", ClipFactory(train, dataset, features), _long_clips, dataset.n_long, long_n, seeds[1]),
+        ("val", ClipFactory(val, dataset, features), _short_clips, dataset.n_val, short_n, seeds[2]),
+    ]
+    for name, factory, generator, n, n_samples, seed in jobs:
+        if (parts[name] / "kinds.json").exists():
+            continue
+        clip_rng = np.random.default_rng(int(seed))
+        arrays = featurise(generator(factory, n, n_samples, clip_rng), n, n_samples, dataset, features, name)
+        arrays.save(parts[name])
+    (root / "config.json").write_text(
+        json.dumps({"dataset": asdict(dataset), "features": features.to_dict(), "manifest": digest}, indent=2)
+    )
+    return parts

@@ -1,0 +1,330 @@
+"""Evaluate what ships: the exported ONNX model through the runtime, streaming, on held-out voices.
+
+Two passes over the same audio:
+
+1. *Sweep*: the runtime's own pieces (``StreamingFeatures``, ``WakeWordModel.run`` in
+   ``frames_per_step`` blocks, exactly what ``Detector`` does inside) give per-frame
+   probabilities once; the runtime ``Debouncer`` then turns them into detections for
+   every candidate threshold. That gives the DET curve and picks the threshold.
+2. *Shipped*: ``wakeword.Detector`` with the chosen threshold and the model's detector
+   settings streams every clip chunk by chunk (80 ms chunks, like a microphone). All
+   reported figures come from this pass; it must agree with the sweep at that threshold.
+
+Validation voices are whole voices never used in training (the manifest's val/test split).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from training.augment import SAMPLE_RATE
+from training.dataset import (
+    CONFUSABLE,
+    EVAL_SPLITS,
+    POSITIVE,
+    REAL_POSITIVE_EVAL,
+    REAL_SPEECH,
+    ClipFactory,
+    DatasetConfig,
+    load_sources,
+)
+from wakeword.detector import Debouncer, Detection
+from wakeword.engine import Detector
+from wakeword.features import FeatureConfig, StreamingFeatures
+from wakeword.metadata import DetectorSettings
+from wakeword.model import WakeWordModel
+
+log = logging.getLogger(__name__)
+
+CLEAN = math.inf  # SNR "bin" of clips with only the microphone's noise floor
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    negative_hours: float = 3.0
+    stream_s: float = 120.0
+    max_positives: int = 1500
+    positive_repeats: int = 2  # each held-out positive at this many SNRs
+    snr_bins_db: tuple[float, ...] = (CLEAN, 20.0, 10.0, 5.0, 0.0)
+    target_min_snr_db: float = 5.0  # the FRR target counts clips at or above this SNR
+    lead_s: tuple[float, float] = (0.8, 2.5)  # audio before the keyword
+    accept_after_s: float = 1.5  # a detection up to this long after the keyword end counts
+    max_confusables: int = 1500
+    max_real: int = 2000
+    chunk_samples: int = 1280  # 80 ms, what a microphone callback delivers
+    target_fa_per_hour: float = 0.5
+    fa_points: tuple[float, ...] = (0.1, 0.5, 1.0)
+    thresholds: tuple[float, ...] = tuple(
+        sorted(
+            {round(float(t), 4) for t in np.linspace(0.05, 0.95, 19)}
+            | {0.96, 0.97, 0.98, 0.985, 0.99, 0.993, 0.995, 0.997, 0.998, 0.999, 0.9995, 0.9999}
+        )
+    )
+    seed: int = 4242
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+
+
+@dataclass
+class Item:
+    """One evaluation stream: audio (int16) and what it contains."""
+
+    kind: str  # positive | negative_stream | confusable | real_speech | real_positive
+    audio: np.ndarray
+    start_s: float | None = None  # keyword start/end (synthetic positives)
+    end_s: float | None = None
+    snr_db: float | None = None
+    engine: str = ""
+    probs: np.ndarray | None = None
+
+    @property
+    def hours(self) -> float:
+        return len(self.audio) / SAMPLE_RATE / 3600.0
+
+
+def _int16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def _padded(x: np.ndarray, rng: np.random.Generator, lead_s: float, tail_s: float) -> np.ndarray:
+    """A recording with quiet microphone noise before and after it (so the detector can react)."""
+    lead = rng.normal(0, 3e-4, int(lead_s * SAMPLE_RATE)).astype(np.float32)
+    tail = rng.normal(0, 3e-4, int(tail_s * SAMPLE_RATE)).astype(np.float32)
+    return np.concatenate([lead, x, tail])
+
+
+def build_items(manifest: Path, config: EvalConfig) -> list[Item]:
+    """Held-out positives (by SNR), >= negative_hours of negative streams, confusables, real voices."""
+    sources = load_sources(manifest, EVAL_SPLITS)
+    factory = ClipFactory(sources, config.dataset, FeatureConfig())
+    rng = np.random.default_rng(config.seed)
+    items: list[Item] = []
+    positives = sources.rows.get(POSITIVE, [])
+    order = np.tile(rng.permutation(len(positives)), config.positive_repeats)[: config.max_positives]
+    for i, idx in enumerate(tqdm(order, desc="eval positives", mininterval=5)):
+        word = sources.audio(positives[idx])
+        word = word / max(float(np.sqrt(np.mean(word**2))), 1e-6) * 0.1
+        snr = config.snr_bins_db[(i + i // len(positives)) % len(config.snr_bins_db)]
+        lead = int(rng.uniform(*config.lead_s) * SAMPLE_RATE)
+        end = lead + len(word)
+        n = end + int((config.accept_after_s + 0.1) * SAMPLE_RATE)
+        clip = factory.compose(n, rng, word, end, True, snr_db=snr)
+        start_s, end_s = (end - len(word)) / SAMPLE_RATE, end / SAMPLE_RATE
+        items.append(
+            Item("positive", _int16(clip.audio), start_s, end_s, snr, positives[idx].get("engine", ""))
+        )
+    n_streams = max(1, math.ceil(config.negative_hours * 3600 / config.stream_s))
+    n = int(config.stream_s * SAMPLE_RATE)
+    for _ in tqdm(range(n_streams), desc="eval negative streams", mininterval=5):
+        items.append(Item("negative_stream", _int16(factory.draw_negative_stream(n, rng).audio)))
+    for row in sources.rows.get(CONFUSABLE, [])[: config.max_confusables]:
+        word = sources.audio(row)
+        end = int(rng.uniform(*config.lead_s) * SAMPLE_RATE) + len(word)
+        n = end + int((config.accept_after_s + 0.1) * SAMPLE_RATE)
+        word = word / max(float(np.sqrt(np.mean(word**2))), 1e-6) * 0.1
+        clip = factory.compose(n, rng, word, end, False, snr_db=20.0)
+        items.append(Item("confusable", _int16(clip.audio)))
+    for kind, item_kind in ((REAL_SPEECH, "real_speech"), (REAL_POSITIVE_EVAL, "real_positive")):
+        for row in sources.rows.get(kind, [])[: config.max_real]:
+            items.append(
+                Item(item_kind, _int16(_padded(sources.audio(row), rng, 0.5, config.accept_after_s)))
+            )
+    if not sources.rows.get(REAL_SPEECH) and not sources.rows.get(REAL_POSITIVE_EVAL):
+        log.warning("no real-speech recordings in the evaluation split: real-voice figures skipped")
+    return items
+
+
+def stream_probabilities(model: WakeWordModel, audio: np.ndarray) -> np.ndarray:
+    """Per-frame probabilities exactly as Detector computes them (frames_per_step blocks, carried state)."""
+    frames = StreamingFeatures(model.features).process(audio)
+    step = model.metadata.frames_per_step
+    state = model.initial_state()
+    out = np.zeros(len(frames), dtype=np.float32)
+    for start in range(0, len(frames), step):
+        out[start : start + step], state = model.run(frames[start : start + step], state)
+    return out
+
+
+def _debounce(model: WakeWordModel, settings: DetectorSettings, probs: np.ndarray) -> list[Detection]:
+    cfg = model.features
+    deb = Debouncer(
+        model.name,
+        settings,
+        cfg.frames_per_second,
+        cfg.hop_samples / cfg.sample_rate,
+        cfg.window_samples / cfg.sample_rate,
+    )
+    return deb.process(probs)
+
+
+def _positive_hit(item: Item, detections: list[Detection], accept_after_s: float) -> Detection | None:
+    for d in detections:
+        if item.start_s is not None and item.start_s <= d.time_s <= item.end_s + accept_after_s:
+            return d
+    return None
+
+
+def score(items: list[Item], detections: list[list[Detection]], config: EvalConfig) -> dict:
+    """All figures from per-item detections."""
+    out: dict = {}
+    pos = [(it, det) for it, det in zip(items, detections, strict=True) if it.kind == "positive"]
+    if pos:
+        hits = [_positive_hit(it, det, config.accept_after_s) for it, det in pos]
+        latencies = [h.time_s - it.end_s for (it, _), h in zip(pos, hits, strict=True) if h is not None]
+        target = [
+            h is None for (it, _), h in zip(pos, hits, strict=True) if it.snr_db >= config.target_min_snr_db
+        ]
+        out["frr_snr_ge_5db"] = _rate(target)
+        out["frr_all"] = _rate([h is None for h in hits])
+        out["frr_by_snr"] = {
+            _snr_name(b): _rate([h is None for (it, _), h in zip(pos, hits, strict=True) if it.snr_db == b])
+            for b in config.snr_bins_db
+        }
+        engines = sorted({it.engine for it, _ in pos})
+        out["frr_snr_ge_5db_by_engine"] = {
+            e: _rate(
+                [
+                    h is None
+                    for (it, _), h in zip(pos, hits, strict=True)
+                    if it.engine == e and it.snr_db >= config.target_min_snr_db
+                ]
+            )
+            for e in engines
+        }
+        out["latency_median_ms"] = round(float(np.median(latencies)) * 1000, 1) if latencies else None
+        out["latency_p95_ms"] = round(float(np.percentile(latencies, 95)) * 1000, 1) if latencies else None
+        out["positives"] = len(pos)
+        out["early_fires_on_positive_clips"] = sum(1 for it, det in pos for d in det if d.time_s < it.start_s)
+    neg = [(it, det) for it, det in zip(items, detections, strict=True) if it.kind == "negative_stream"]
+    hours = sum(it.hours for it, _ in neg)
+    out["negative_hours"] = round(hours, 3)
+    out["false_accepts"] = sum(len(det) for _, det in neg)
+    out["fa_per_hour"] = round(out["false_accepts"] / hours, 3) if hours else None
+    for kind, key in (("confusable", "confusable_fa_rate"), ("real_speech", "real_speech_fa_rate")):
+        group = [len(det) > 0 for it, det in zip(items, detections, strict=True) if it.kind == kind]
+        out[key] = _rate(group)
+        out[key.replace("_rate", "_clips")] = len(group)
+    real_pos = [
+        len(det) == 0 for it, det in zip(items, detections, strict=True) if it.kind == "real_positive"
+    ]
+    out["real_positive_frr"] = _rate(real_pos)
+    out["real_positive_clips"] = len(real_pos)
+    return out
+
+
+def _rate(flags: list[bool]) -> float | None:
+    return round(float(np.mean(flags)), 4) if flags else None
+
+
+def _snr_name(snr: float) -> str:
+    return "clean" if math.isinf(snr) else f"{snr:g}dB"
+
+
+def sweep(model: WakeWordModel, items: list[Item], base: DetectorSettings, config: EvalConfig) -> list[dict]:
+    """DET points: figures at every candidate threshold, from cached probabilities + the runtime Debouncer."""
+    for item in tqdm(items, desc="probabilities", mininterval=5):
+        if item.probs is None:
+            item.probs = stream_probabilities(model, item.audio)
+    points = []
+    for threshold in tqdm(config.thresholds, desc="threshold sweep", mininterval=5):
+        settings = replace(base, threshold=threshold)
+        detections = [_debounce(model, settings, item.probs) for item in items]
+        points.append({"threshold": threshold, **score(items, detections, config)})
+    return points
+
+
+def choose_threshold(points: list[dict], target_fa_per_hour: float) -> dict:
+    """Lowest threshold whose FA/hour meets the target (most sensitive that is still quiet enough)."""
+    ok = [p for p in points if p["fa_per_hour"] is not None and p["fa_per_hour"] <= target_fa_per_hour]
+    if ok:
+        return min(ok, key=lambda p: p["threshold"])
+    return min(points, key=lambda p: (p["fa_per_hour"], -p["threshold"]))
+
+
+def run_shipped(model_path: Path, items: list[Item], threshold: float, chunk: int) -> list[list[Detection]]:
+    """The shipped runtime, chunk by chunk, with the model's own detector settings and ``threshold``."""
+    detector = Detector([model_path], threshold=threshold)
+    results = []
+    for item in tqdm(items, desc="streaming (shipped detector)", mininterval=5):
+        detector.reset()
+        found: list[Detection] = []
+        for start in range(0, len(item.audio), chunk):
+            found.extend(detector.process(item.audio[start : start + chunk]))
+        found.extend(detector.flush())
+        results.append(found)
+    return results
+
+
+def plot_det(points: list[dict], chosen: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    floor = 0.5 / max(points[0]["negative_hours"], 1e-6)  # zero FAs drawn at half a count
+    for key, label in (("frr_snr_ge_5db", "SNR >= 5 dB"), ("frr_all", "all SNRs (0-20 dB, clean)")):
+        xs = [max(p["fa_per_hour"], floor) for p in points if p.get(key) is not None]
+        ys = [p[key] * 100 for p in points if p.get(key) is not None]
+        ax.plot(xs, ys, marker=".", label=label)
+    ax.scatter([max(chosen["fa_per_hour"], floor)], [chosen["frr_snr_ge_5db"] * 100], color="red", zorder=5,
+               label=f"default threshold {chosen['threshold']}")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel(
+        f"false accepts per hour ({points[0]['negative_hours']:.1f} h of negatives; 0 drawn at {floor:.2g})"
+    )
+    ax.set_ylabel("false-reject rate (%)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate(model_path: Path, manifest: Path, config: EvalConfig, det_png: Path) -> dict:
+    """Full evaluation; returns the figures for the model card (threshold included)."""
+    model = WakeWordModel.load(model_path)
+    items = build_items(manifest, config)
+    sources = load_sources(manifest, EVAL_SPLITS)
+    distinct = {
+        kind: round(sum(r["duration_s"] for r in sources.rows.get(kind, [])) / 3600, 3)
+        for kind in ("speech", "music", "noise", "confusable", "real_speech")
+    }
+    base = model.metadata.detector
+    points = sweep(model, items, base, config)
+    chosen = choose_threshold(points, config.target_fa_per_hour)
+    shipped = score(items, run_shipped(model_path, items, chosen["threshold"], config.chunk_samples), config)
+    mismatch = {k: (shipped[k], chosen[k]) for k in shipped if shipped[k] != chosen.get(k)}
+    if mismatch:
+        log.warning("shipped detector differs from the sweep at the chosen threshold: %s", mismatch)
+    at_fa = {}
+    for fa in config.fa_points:
+        p = choose_threshold(points, fa)
+        met = p["fa_per_hour"] <= fa
+        at_fa[f"{fa:g}"] = {
+            "threshold": p["threshold"],
+            "fa_per_hour": p["fa_per_hour"],
+            "frr_snr_ge_5db": p["frr_snr_ge_5db"] if met else None,
+            "frr_all": p["frr_all"] if met else None,
+            "reachable": met,
+        }
+    plot_det(points, chosen, det_png, f"{model.name}: streaming, held-out voices")
+    return {
+        "threshold": chosen["threshold"],
+        "detector": {**base.__dict__, "threshold": chosen["threshold"]},
+        "shipped": shipped,
+        "frr_at_fa_per_hour": at_fa,
+        "det_points": [
+            {k: p[k] for k in ("threshold", "fa_per_hour", "frr_snr_ge_5db", "frr_all", "confusable_fa_rate")}
+            for p in points
+        ],
+        "sweep_matches_shipped": not mismatch,
+        "held_out_source_hours": distinct,
+    }

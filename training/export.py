@@ -1,0 +1,80 @@
+"""Export a trained WakeWordNet to ONNX with its metadata (the shipped format)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import onnx
+import torch
+
+from training.network import NetworkConfig, WakeWordNet
+from wakeword.metadata import (
+    INPUT_FEATURES,
+    INPUT_HIDDEN,
+    METADATA_KEY,
+    OUTPUT_HIDDEN,
+    OUTPUT_PROBABILITY,
+    ModelMetadata,
+)
+
+#: onnxruntime on Raspberry Pi OS (pip wheels for aarch64) runs opset 17 comfortably.
+OPSET = 17
+
+
+def export_onnx(net: WakeWordNet, metadata: ModelMetadata, path: Path) -> Path:
+    """Write ``net`` to ``path`` as ONNX with explicit hidden state and metadata."""
+    if metadata.features.n_mels != net.config.n_mels:
+        raise ValueError("metadata n_mels does not match the network input size")
+    net = net.eval().cpu()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(1, metadata.frames_per_step, net.config.n_mels)
+    hidden = net.initial_state(1)
+    with torch.no_grad():
+        torch.onnx.export(
+            net,
+            (example, hidden),
+            str(path),
+            input_names=[INPUT_FEATURES, INPUT_HIDDEN],
+            output_names=[OUTPUT_PROBABILITY, OUTPUT_HIDDEN],
+            dynamic_axes={INPUT_FEATURES: {1: "frames"}, OUTPUT_PROBABILITY: {1: "frames"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = metadata.to_json()
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def save_checkpoint(net: WakeWordNet, metadata: ModelMetadata, path: Path) -> None:
+    torch.save(
+        {"network": net.config.__dict__, "state": net.state_dict(), "metadata": metadata.to_json()},
+        path,
+    )
+
+
+def load_checkpoint(path: Path) -> tuple[WakeWordNet, ModelMetadata]:
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    net = WakeWordNet(NetworkConfig(**blob["network"]))
+    net.load_state_dict(blob["state"])
+    return net.eval(), ModelMetadata.from_json(blob["metadata"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export a training checkpoint to ONNX.")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("output", type=Path)
+    args = parser.parse_args(argv)
+    net, metadata = load_checkpoint(args.checkpoint)
+    export_onnx(net, metadata, args.output)
+    print(f"wrote {args.output} ({args.output.stat().st_size / 1024:.0f} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,307 @@
+"""Train the GRU on widened-label clips, then mine hard negatives and fine-tune.
+
+Loss: binary cross-entropy on every frame of every clip (masked only in the two
+short ambiguous zones around the 1-run), positive frames weighted up because they
+are ~4% of all frames. Deterministic for a given seed: clip order, SpecAugment
+masks and initial weights all come from seeded generators. The schedule runs on
+``progress = max(step / steps, elapsed / time_budget)``, so a busy machine ends
+training early with a finished (annealed) learning rate instead of overrunning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from training.augment import spec_augment
+from training.dataset import ClipArrays
+from training.network import WakeWordNet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 3000
+    batch_size: int = 96
+    long_batch_size: int = 24  # long clips are 4x longer: same frames per batch
+    long_every: int = 4  # every 4th step is a batch of long streams
+    lr: float = 2e-3
+    min_lr: float = 5e-5
+    warmup_steps: int = 100
+    weight_decay: float = 1e-2
+    pos_weight: float = 2.0
+    grad_clip: float = 1.0
+    spec_augment_p: float = 0.3
+    time_budget_s: float = 2400.0
+    checkpoint_every: int = 200
+    seed: int = 7
+    threads: int = 1  # measured: on the shared 2-core box 2 threads ran 3-10x slower (OpenMP waits)
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    rounds: int = 1
+    stream_s: float = 30.0
+    streams: int = 360  # 3 hours of freshly mixed negative audio per round
+    threshold: float = 0.1  # low: collect near-misses too, not only outright false accepts
+    max_windows: int = 6000
+    finetune_steps: int = 500
+    finetune_lr: float = 3e-4
+    hard_share: float = 0.25  # share of each fine-tuning batch drawn from mined windows
+    time_budget_s: float = 600.0
+    seed: int = 99
+
+
+def set_normalisation(net: WakeWordNet, data: ClipArrays, sample: int = 2000, seed: int = 0) -> None:
+    """Feature mean/std from training clips (the network normalises inside the exported graph)."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(data), size=min(sample, len(data)), replace=False))
+    feats = np.asarray(data.features[idx], dtype=np.float32).reshape(-1, data.features.shape[-1])
+    net.feature_mean.copy_(torch.from_numpy(feats.mean(axis=0)))
+    net.feature_std.copy_(torch.from_numpy(np.maximum(feats.std(axis=0), 1e-3)))
+
+
+def frame_loss(
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, pos_weight: float
+) -> torch.Tensor:
+    weights = mask * torch.where(labels > 0.5, pos_weight, 1.0)
+    loss = F.binary_cross_entropy_with_logits(logits, labels, weight=weights, reduction="sum")
+    return loss / weights.sum().clamp(min=1.0)
+
+
+def _batch(data: ClipArrays, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    idx = np.sort(idx)
+    return (
+        torch.from_numpy(np.asarray(data.features[idx], dtype=np.float32)),
+        torch.from_numpy(np.asarray(data.labels[idx], dtype=np.float32)),
+        torch.from_numpy(np.asarray(data.mask[idx], dtype=np.float32)),
+    )
+
+
+def _lr(step: int, progress: float, base: float, floor: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return floor + 0.5 * (base - floor) * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+BatchFn = Callable[[int, np.random.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def run_training(
+    net: WakeWordNet,
+    next_batch: BatchFn,
+    steps: int,
+    lr: float,
+    config: TrainConfig,
+    checkpoint: Path,
+    time_budget_s: float,
+    desc: str,
+    val: ClipArrays | None = None,
+) -> dict:
+    """The loop shared by training and fine-tuning; resumes from ``checkpoint`` if it exists."""
+    torch.set_num_threads(config.threads)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=config.weight_decay)
+    state = {"step": 0, "elapsed": 0.0, "losses": []}
+    if checkpoint.exists():
+        blob = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        net.load_state_dict(blob["net"])
+        optimiser.load_state_dict(blob["optimiser"])
+        state = blob["state"]
+        log.info("%s: resuming at step %d", desc, state["step"])
+    start_time = time.monotonic() - state["elapsed"]
+    net.train()
+    bar = tqdm(total=steps, initial=state["step"], desc=desc, unit="step", mininterval=10)
+    running = None
+    while state["step"] < steps:
+        step = state["step"]
+        elapsed = time.monotonic() - start_time
+        progress = max(step / steps, elapsed / time_budget_s)
+        if progress >= 1.0:
+            log.warning("%s: time budget %.0f s reached at step %d of %d", desc, time_budget_s, step, steps)
+            break
+        for group in optimiser.param_groups:
+            group["lr"] = _lr(step, progress, lr, config.min_lr, config.warmup_steps)
+        # Per-step generators: a resumed run draws exactly what an uninterrupted one would.
+        rng = np.random.default_rng([config.seed, step])
+        generator = torch.Generator().manual_seed(config.seed * 1000003 + step)
+        torch.manual_seed(config.seed * 7919 + step)  # GRU dropout
+        feats, labels, mask = next_batch(step, rng)
+        logits, _ = (
+            net.forward_logits(feats)
+            if config.spec_augment_p <= 0
+            else _masked_forward(net, feats, generator, config.spec_augment_p)
+        )
+        loss = frame_loss(logits, labels, mask, config.pos_weight)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+        optimiser.step()
+        value = loss.item()
+        running = value if running is None else 0.98 * running + 0.02 * value
+        state["step"] = step + 1
+        state["elapsed"] = time.monotonic() - start_time
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+        if state["step"] % 50 == 0:
+            state["losses"].append((state["step"], running))
+        if state["step"] % config.checkpoint_every == 0:
+            _save(checkpoint, net, optimiser, state)
+    bar.close()
+    _save(checkpoint, net, optimiser, state)
+    net.eval()
+    summary = {"steps": state["step"], "seconds": round(state["elapsed"], 1), "final_loss": running}
+    if val is not None:
+        summary.update(validate(net, val))
+    log.info("%s: %s", desc, summary)
+    return summary
+
+
+def _masked_forward(
+    net: WakeWordNet, feats: torch.Tensor, generator: torch.Generator, p: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SpecAugment in the normalised domain (0 = the training mean), then the usual forward pass."""
+    normed = (feats - net.feature_mean) / net.feature_std
+    masked = spec_augment(normed, generator, p=p)
+    return net.forward_logits(masked * net.feature_std + net.feature_mean)
+
+
+def _save(path: Path, net: WakeWordNet, optimiser: torch.optim.Optimizer, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"net": net.state_dict(), "optimiser": optimiser.state_dict(), "state": state}, tmp)
+    tmp.replace(path)
+
+
+@torch.no_grad()
+def predict(net: WakeWordNet, features: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Per-frame probabilities for [N, T, F] features (the training graph, for mining and monitoring)."""
+    net.eval()
+    out = np.zeros(features.shape[:2], dtype=np.float32)
+    for start in range(0, len(features), batch):
+        x = torch.from_numpy(np.asarray(features[start : start + batch], dtype=np.float32))
+        logits, _ = net.forward_logits(x)
+        out[start : start + batch] = torch.sigmoid(logits).numpy()
+    return out
+
+
+def validate(net: WakeWordNet, val: ClipArrays) -> dict:
+    """Clip-level sanity figures on the validation clips (not the shipped metric: that is evaluate.py)."""
+    probs = predict(net, val.features)
+    positive = val.labels.max(axis=1) > 0
+    peak = probs.max(axis=1)
+    in_window = np.where(val.labels > 0, probs, 0.0).max(axis=1)
+    return {
+        "val_positive_hit_rate@0.5": round(float((in_window[positive] >= 0.5).mean()), 4)
+        if positive.any()
+        else None,
+        "val_negative_fire_rate@0.5": round(float((peak[~positive] >= 0.5).mean()), 4),
+    }
+
+
+def train_model(
+    net: WakeWordNet,
+    train: ClipArrays,
+    train_long: ClipArrays,
+    config: TrainConfig,
+    work_dir: Path,
+    val: ClipArrays | None = None,
+) -> dict:
+    """Main training run (short clips, with every ``long_every``-th batch made of long streams)."""
+    torch.manual_seed(config.seed)
+
+    def next_batch(step: int, rng: np.random.Generator):  # noqa: ANN202
+        if len(train_long) and config.long_every and step % config.long_every == config.long_every - 1:
+            return _batch(train_long, rng.choice(len(train_long), config.long_batch_size, replace=False))
+        return _batch(train, rng.choice(len(train), config.batch_size, replace=False))
+
+    return run_training(
+        net,
+        next_batch,
+        config.steps,
+        config.lr,
+        config,
+        work_dir / "train.ckpt",
+        config.time_budget_s,
+        "train",
+        val,
+    )
+
+
+def finetune_with_hard_negatives(
+    net: WakeWordNet,
+    train: ClipArrays,
+    hard: ClipArrays,
+    config: TrainConfig,
+    mining: MiningConfig,
+    checkpoint: Path,
+    val: ClipArrays | None = None,
+) -> dict:
+    """Continue training with a share of every batch taken from mined false alarms (all-zero targets)."""
+    n_hard = max(1, int(config.batch_size * mining.hard_share)) if len(hard) else 0
+
+    def next_batch(step: int, rng: np.random.Generator):  # noqa: ANN202
+        base = _batch(train, rng.choice(len(train), config.batch_size - n_hard, replace=False))
+        if not n_hard:
+            return base
+        extra = _batch(hard, rng.choice(len(hard), n_hard, replace=len(hard) < n_hard))
+        return tuple(torch.cat([a, b]) for a, b in zip(base, extra, strict=True))
+
+    cfg = TrainConfig(**{**asdict(config), "warmup_steps": 20})
+    return run_training(
+        net,
+        next_batch,
+        mining.finetune_steps,
+        mining.finetune_lr,
+        cfg,
+        checkpoint,
+        mining.time_budget_s,
+        "finetune",
+        val,
+    )
+
+
+def mine_windows(
+    net: WakeWordNet,
+    stream_features: np.ndarray,
+    window_frames: int,
+    threshold: float,
+    rng: np.random.Generator,
+    max_windows: int,
+) -> tuple[np.ndarray, dict]:
+    """Windows of negative streams [N, T, F] that end shortly after a frame the model fires on.
+
+    One window per burst (peaks at least a second apart), ending 10-40 frames after the peak so
+    the model is taught to stay quiet through what made it fire and a little beyond.
+    """
+    probs = predict(net, stream_features, batch=16)
+    windows = []
+    fired_frames = int((probs >= threshold).sum())
+    for s in range(len(stream_features)):
+        above = np.nonzero(probs[s] >= threshold)[0]
+        last = -(10**9)
+        for t in above:
+            if t - last < 100:
+                continue
+            last = t
+            end = min(stream_features.shape[1], int(t) + int(rng.integers(10, 40)))
+            start = end - window_frames
+            if start < 0:
+                continue
+            windows.append(np.asarray(stream_features[s, start:end], dtype=np.float16))
+    stats = {"bursts": len(windows), "frames_above": fired_frames, "stream_frames": int(probs.size)}
+    if len(windows) > max_windows:
+        keep = np.sort(rng.choice(len(windows), max_windows, replace=False))
+        windows = [windows[i] for i in keep]
+    if not windows:
+        return np.zeros((0, window_frames, stream_features.shape[2]), dtype=np.float16), stats
+    return np.stack(windows), stats
