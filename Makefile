@@ -33,8 +33,8 @@ listen: $(BIN)/wakeword
 	$(BIN)/wakeword listen $(ARGS)
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check wakeword training tests
-	$(BIN)/ruff format --check wakeword training tests
+	$(BIN)/ruff check wakeword training tests bench
+	$(BIN)/ruff format --check wakeword training tests bench
 
 test: $(VENV)/.dev-installed lint
 	$(BIN)/python -m pytest -q $(ARGS)

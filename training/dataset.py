@@ -216,14 +216,26 @@ def _crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return x[start : start + n].astype(np.float32, copy=False)
 
 
-def speech_stream(sources: Sources, n: int, rng: np.random.Generator, kinds: tuple[str, ...]) -> np.ndarray:
-    """n samples of utterances back to back with short pauses, entering mid-utterance."""
-    kinds = tuple(k for k in kinds if sources.count(k))
-    if not kinds:
+def speech_stream(
+    sources: Sources,
+    n: int,
+    rng: np.random.Generator,
+    kinds: tuple[str, ...],
+    weights: tuple[float, ...] | None = None,
+) -> np.ndarray:
+    """n samples of utterances back to back with short pauses, entering mid-utterance.
+
+    Each utterance's kind is drawn with ``weights`` (uniform when None) among the kinds present.
+    """
+    weights = weights or (1.0,) * len(kinds)
+    present = [(k, w) for k, w in zip(kinds, weights, strict=True) if sources.count(k) and w > 0]
+    if not present:
         return np.zeros(n, dtype=np.float32)
+    names = [k for k, _ in present]
+    probs = np.array([w for _, w in present]) / sum(w for _, w in present)
     pieces, total = [], 0
     while total < n * 2:
-        picked = sources.pick(kinds[int(rng.integers(len(kinds)))], rng)
+        picked = sources.pick(names[int(rng.choice(len(names), p=probs))], rng)
         assert picked is not None
         level = augment.db_to_amplitude(rng.uniform(-6.0, 0.0))
         utterance = picked[1] * (level / max(augment.active_rms(picked[1]), 1e-6) * 0.1)
@@ -390,13 +402,19 @@ class ClipFactory:
             fore = np.zeros(n, dtype=np.float32)  # long music / noise stretches too
         return self._negative_stream(fore, rng)
 
-    def draw_negative_stream(self, n: int, rng: np.random.Generator, music_noise_p: float = 0.2) -> Clip:
-        """n samples of continuous negatives: speech with confusables and real voices, or music/noise."""
+    def draw_negative_stream(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        music_noise_p: float = 0.2,
+        kind_weights: tuple[float, float, float] | None = None,
+    ) -> Clip:
+        """n samples of continuous negatives: music/noise, or speech mixed from sentences, real voices
+        and confusables (``kind_weights`` for those three; None = a third each, confusable-dense)."""
         if rng.random() < music_noise_p:
             return self._negative_stream(np.zeros(n, dtype=np.float32), rng)
-        return self._negative_stream(
-            speech_stream(self.sources, n, rng, (SPEECH, REAL_SPEECH, CONFUSABLE)), rng
-        )
+        fore = speech_stream(self.sources, n, rng, (SPEECH, REAL_SPEECH, CONFUSABLE), kind_weights)
+        return self._negative_stream(fore, rng)
 
 
 # ----------------------------------------------------------------------------- arrays on disk

@@ -49,6 +49,11 @@ CLEAN = math.inf  # SNR "bin" of clips with only the microphone's noise floor
 class EvalConfig:
     negative_hours: float = 3.0
     stream_s: float = 120.0
+    # Ordinary negative streams: utterances are sentences / real voices / confusable words in these
+    # proportions (confusables are measured on their own below, so they are rare here, as in life) ...
+    stream_kind_weights: tuple[float, float, float] = (0.85, 0.10, 0.05)
+    # ... plus a stress set where a third of all utterances are confusables (reported separately).
+    dense_hours: float = 1.0
     max_positives: int = 1500
     positive_repeats: int = 2  # each held-out positive at this many SNRs
     snr_bins_db: tuple[float, ...] = (CLEAN, 20.0, 10.0, 5.0, 0.0)
@@ -121,7 +126,10 @@ def build_items(manifest: Path, config: EvalConfig) -> list[Item]:
     n_streams = max(1, math.ceil(config.negative_hours * 3600 / config.stream_s))
     n = int(config.stream_s * SAMPLE_RATE)
     for _ in tqdm(range(n_streams), desc="eval negative streams", mininterval=5):
-        items.append(Item("negative_stream", _int16(factory.draw_negative_stream(n, rng).audio)))
+        clip = factory.draw_negative_stream(n, rng, kind_weights=config.stream_kind_weights)
+        items.append(Item("negative_stream", _int16(clip.audio)))
+    for _ in tqdm(range(math.ceil(config.dense_hours * 3600 / config.stream_s)), desc="dense streams"):
+        items.append(Item("dense_stream", _int16(factory.draw_negative_stream(n, rng).audio)))
     for row in sources.rows.get(CONFUSABLE, [])[: config.max_confusables]:
         word = sources.audio(row)
         end = int(rng.uniform(*config.lead_s) * SAMPLE_RATE) + len(word)
@@ -205,6 +213,12 @@ def score(items: list[Item], detections: list[list[Detection]], config: EvalConf
     out["negative_hours"] = round(hours, 3)
     out["false_accepts"] = sum(len(det) for _, det in neg)
     out["fa_per_hour"] = round(out["false_accepts"] / hours, 3) if hours else None
+    dense = [(it, det) for it, det in zip(items, detections, strict=True) if it.kind == "dense_stream"]
+    dense_hours = sum(it.hours for it, _ in dense)
+    out["confusable_dense_hours"] = round(dense_hours, 3)
+    out["confusable_dense_fa_per_hour"] = (
+        round(sum(len(det) for _, det in dense) / dense_hours, 3) if dense_hours else None
+    )
     for kind, key in (("confusable", "confusable_fa_rate"), ("real_speech", "real_speech_fa_rate")):
         group = [len(det) > 0 for it, det in zip(items, detections, strict=True) if it.kind == kind]
         out[key] = _rate(group)

@@ -96,7 +96,7 @@ def profile_config(word: str, name: str, profile: str, train_minutes: float | No
             synth_profile="full",
             dataset=DatasetConfig(n_short=24000, n_long=1600, n_val=1200),
             train=tr.TrainConfig(steps=3000, time_budget_s=budget),
-            mining=tr.MiningConfig(rounds=1, streams=360, finetune_steps=500, time_budget_s=budget * 0.25),
+            mining=tr.MiningConfig(rounds=2, streams=360, finetune_steps=500, time_budget_s=budget * 0.15),
             evaluation=EvalConfig(negative_hours=3.0),
         )
     if profile == "smoke":
@@ -114,7 +114,12 @@ def profile_config(word: str, name: str, profile: str, train_minutes: float | No
                 rounds=1, streams=6, stream_s=10.0, threshold=0.05, finetune_steps=4, time_budget_s=budget
             ),
             evaluation=EvalConfig(
-                negative_hours=0.02, stream_s=20.0, max_positives=30, max_confusables=20, max_real=20
+                negative_hours=0.02,
+                dense_hours=0.01,
+                stream_s=20.0,
+                max_positives=30,
+                max_confusables=20,
+                max_real=20,
             ),
         )
     raise ValueError(f"unknown profile {profile!r} (full or smoke)")
@@ -211,6 +216,7 @@ def mining_stage(config: RunConfig, manifest: Path, parts: dict[str, Path], work
     mcfg = config.mining
     window = train.features.shape[1]
     results = []
+    hard: ClipArrays | None = None
     for round_no in range(mcfg.rounds):
         rng = np.random.default_rng([mcfg.seed, round_no])
         n = int(mcfg.stream_s * ds.SAMPLE_RATE)
@@ -224,13 +230,14 @@ def mining_stage(config: RunConfig, manifest: Path, parts: dict[str, Path], work
             round=round_no + 1, hours=round(hours, 3), bursts_per_hour=round(stats["bursts"] / hours, 2)
         )
         log.info("mining round %d: %s", round_no + 1, stats)
-        hard = ClipArrays(
+        found = ClipArrays(
             windows,
             np.zeros(windows.shape[:2], dtype=np.uint8),
             np.ones(windows.shape[:2], dtype=np.uint8),
             ["hard_negative"] * len(windows),
         )
-        hard.save(work / f"hard-negatives-{round_no + 1}")
+        found.save(work / f"hard-negatives-{round_no + 1}")
+        hard = found if hard is None else ClipArrays.concatenate([hard, found])  # keep earlier rounds
         if len(hard):
             ckpt = work / f"finetune-{round_no + 1}.ckpt"
             stats["finetune"] = tr.finetune_with_hard_negatives(
@@ -429,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir", type=Path, help="synthesised clips + manifest (default training/work/WORD/data)"
     )
-    parser.add_argument("--train-minutes", type=float, help="time budget of the main training in minutes (full: 38)")
+    parser.add_argument(
+        "--train-minutes", type=float, help="time budget of the main training in minutes (full: 38)"
+    )
     parser.add_argument("--skip-synth", action="store_true", help="use the manifest already in --data-dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

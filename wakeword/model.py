@@ -34,6 +34,10 @@ from wakeword.metadata import (
     ModelMetadata,
 )
 
+# A wake-word daemon listens in people's homes: it sends nothing anywhere, onnxruntime's
+# usage telemetry included (the systemd units also set ORT_DISABLE_TELEMETRY=1).
+ort.disable_telemetry_events()
+
 log = logging.getLogger(__name__)
 
 #: File name of the model that ships with wakeword.
