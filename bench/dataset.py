@@ -25,6 +25,7 @@ import logging
 import math
 import zlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -261,7 +262,10 @@ def load_eval_set(settings: BenchSettings) -> EvalSet:
     if manifest is None and training_manifest is not None:
         try:
             manifest = build_from_training(training_manifest, settings)
-            source = f"training.evaluate.build_items({_rel(training_manifest)}), validation split"
+            built = datetime.fromtimestamp(manifest.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            source = (
+                f"training.evaluate.build_items({_rel(training_manifest)}), validation split, built {built}"
+            )
         except Exception as exc:  # training code absent/older: stream the manifest's clips directly
             notes.append(
                 f"training.evaluate could not build the set ({type(exc).__name__}: {exc}); raw clips used"

@@ -178,7 +178,7 @@ def test_frame_loss_weights_positive_frames_and_ignores_masked_ones() -> None:
 
 
 def test_evaluation_scores_hits_only_between_keyword_start_and_the_acceptance_window() -> None:
-    from training.evaluate import EvalConfig, Item, choose_threshold, score
+    from training.evaluate import EvalConfig, Item, choose_operating_point, choose_threshold, score
     from wakeword.detector import Detection
 
     config = EvalConfig(snr_bins_db=(20.0, 0.0))
@@ -206,3 +206,29 @@ def test_evaluation_scores_hits_only_between_keyword_start_and_the_acceptance_wi
               {"threshold": 0.7, "fa_per_hour": 0.0}]  # fmt: skip
     assert choose_threshold(points, 0.5)["threshold"] == 0.5
     assert choose_threshold(points, 0.01)["threshold"] == 0.7
+    pairs = [
+        {
+            "threshold": 0.3,
+            "patience_frames": 3,
+            "fa_per_hour": 0.4,
+            "confusable_fa_rate": 0.06,
+            "frr_snr_ge_5db": 0.05,
+        },
+        {
+            "threshold": 0.6,
+            "patience_frames": 3,
+            "fa_per_hour": 0.0,
+            "confusable_fa_rate": 0.02,
+            "frr_snr_ge_5db": 0.2,
+        },
+        {
+            "threshold": 0.4,
+            "patience_frames": 6,
+            "fa_per_hour": 0.3,
+            "confusable_fa_rate": 0.03,
+            "frr_snr_ge_5db": 0.1,
+        },
+    ]
+    best = choose_operating_point(pairs, 0.5, 0.03)  # the confusable target rules out the first
+    assert (best["threshold"], best["patience_frames"]) == (0.4, 6)
+    assert choose_operating_point(pairs, 0.5, 0.001)["threshold"] == 0.3  # unreachable: FA/h rule alone

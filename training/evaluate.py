@@ -64,6 +64,8 @@ class EvalConfig:
     max_real: int = 2000
     chunk_samples: int = 1280  # 80 ms, what a microphone callback delivers
     target_fa_per_hour: float = 0.5
+    target_confusable_fa_rate: float = 0.03
+    patience_options: tuple[int, ...] = (3, 6, 10)  # frames above threshold before firing
     fa_points: tuple[float, ...] = (0.1, 0.5, 1.0)
     thresholds: tuple[float, ...] = tuple(
         sorted(
@@ -240,15 +242,18 @@ def _snr_name(snr: float) -> str:
 
 
 def sweep(model: WakeWordModel, items: list[Item], base: DetectorSettings, config: EvalConfig) -> list[dict]:
-    """DET points: figures at every candidate threshold, from cached probabilities + the runtime Debouncer."""
+    """DET points for every (patience, threshold), from cached probabilities + the runtime Debouncer."""
     for item in tqdm(items, desc="probabilities", mininterval=5):
         if item.probs is None:
             item.probs = stream_probabilities(model, item.audio)
     points = []
-    for threshold in tqdm(config.thresholds, desc="threshold sweep", mininterval=5):
-        settings = replace(base, threshold=threshold)
+    grid = [(p, t) for p in config.patience_options for t in config.thresholds]
+    for patience, threshold in tqdm(grid, desc="threshold sweep", mininterval=5):
+        settings = replace(base, threshold=threshold, patience_frames=patience)
         detections = [_debounce(model, settings, item.probs) for item in items]
-        points.append({"threshold": threshold, **score(items, detections, config)})
+        points.append(
+            {"threshold": threshold, "patience_frames": patience, **score(items, detections, config)}
+        )
     return points
 
 
@@ -260,9 +265,28 @@ def choose_threshold(points: list[dict], target_fa_per_hour: float) -> dict:
     return min(points, key=lambda p: (p["fa_per_hour"], -p["threshold"]))
 
 
-def run_shipped(model_path: Path, items: list[Item], threshold: float, chunk: int) -> list[list[Detection]]:
-    """The shipped runtime, chunk by chunk, with the model's own detector settings and ``threshold``."""
-    detector = Detector([model_path], threshold=threshold)
+def choose_operating_point(points: list[dict], target_fa_per_hour: float, max_confusable: float) -> dict:
+    """The default: fewest misses (SNR >= 5 dB) among points that meet both false-accept targets
+    (FA/hour and the confusable rate); if none does, the FA/hour rule alone."""
+    ok = [
+        p
+        for p in points
+        if p["fa_per_hour"] is not None
+        and p["fa_per_hour"] <= target_fa_per_hour
+        and (p.get("confusable_fa_rate") or 0.0) <= max_confusable
+        and p.get("frr_snr_ge_5db") is not None
+    ]
+    if ok:
+        return min(ok, key=lambda p: (p["frr_snr_ge_5db"], p["fa_per_hour"], -p["threshold"]))
+    return choose_threshold(points, target_fa_per_hour)
+
+
+def run_shipped(
+    model_path: Path, items: list[Item], settings: DetectorSettings, chunk: int
+) -> list[list[Detection]]:
+    """The shipped runtime, chunk by chunk, with the chosen detector settings."""
+    model = WakeWordModel.load(model_path)
+    detector = Detector([model], settings={model.name: settings})
     results = []
     for item in tqdm(items, desc="streaming (shipped detector)", mininterval=5):
         detector.reset()
@@ -274,24 +298,30 @@ def run_shipped(model_path: Path, items: list[Item], threshold: float, chunk: in
     return results
 
 
-def plot_det(points: list[dict], chosen: dict, path: Path, title: str) -> None:
+def plot_det(points: list[dict], chosen: dict, hours: float, path: Path, title: str) -> None:
+    """FRR against FA/hour (log x) for the chosen patience, with the default operating point marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    floor = 0.5 / max(points[0]["negative_hours"], 1e-6)  # zero FAs drawn at half a count
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    floor = 0.5 / max(hours, 1e-6)  # zero false accepts drawn at half a count
+    top = floor
     for key, label in (("frr_snr_ge_5db", "SNR >= 5 dB"), ("frr_all", "all SNRs (0-20 dB, clean)")):
         xs = [max(p["fa_per_hour"], floor) for p in points if p.get(key) is not None]
         ys = [p[key] * 100 for p in points if p.get(key) is not None]
+        top = max([top, *xs])
         ax.plot(xs, ys, marker=".", label=label)
     ax.scatter([max(chosen["fa_per_hour"], floor)], [chosen["frr_snr_ge_5db"] * 100], color="red", zorder=5,
                label=f"default threshold {chosen['threshold']}")  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlabel(
-        f"false accepts per hour ({points[0]['negative_hours']:.1f} h of negatives; 0 drawn at {floor:.2g})"
-    )
+    ax.set_xlim(floor / 1.5, max(top * 1.5, floor * 100))
+    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(0, 100)
+    ax.set_xlabel(f"false accepts per hour ({hours:.1f} h of negatives; none drawn at {floor:.2g})")
     ax.set_ylabel("false-reject rate (%)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
@@ -302,8 +332,8 @@ def plot_det(points: list[dict], chosen: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def evaluate(model_path: Path, manifest: Path, config: EvalConfig, det_png: Path) -> dict:
-    """Full evaluation; returns the figures for the model card (threshold included)."""
+def evaluate(model_path: Path, manifest: Path, config: EvalConfig) -> dict:
+    """Full evaluation; returns the figures for the model card (threshold included; plot with plot_det)."""
     model = WakeWordModel.load(model_path)
     items = build_items(manifest, config)
     sources = load_sources(manifest, EVAL_SPLITS)
@@ -312,12 +342,14 @@ def evaluate(model_path: Path, manifest: Path, config: EvalConfig, det_png: Path
         for kind in ("speech", "music", "noise", "confusable", "real_speech")
     }
     base = model.metadata.detector
-    points = sweep(model, items, base, config)
-    chosen = choose_threshold(points, config.target_fa_per_hour)
-    shipped = score(items, run_shipped(model_path, items, chosen["threshold"], config.chunk_samples), config)
+    all_points = sweep(model, items, base, config)
+    chosen = choose_operating_point(all_points, config.target_fa_per_hour, config.target_confusable_fa_rate)
+    settings = replace(base, threshold=chosen["threshold"], patience_frames=chosen["patience_frames"])
+    shipped = score(items, run_shipped(model_path, items, settings, config.chunk_samples), config)
     mismatch = {k: (shipped[k], chosen[k]) for k in shipped if shipped[k] != chosen.get(k)}
     if mismatch:
         log.warning("shipped detector differs from the sweep at the chosen threshold: %s", mismatch)
+    points = [p for p in all_points if p["patience_frames"] == chosen["patience_frames"]]
     at_fa = {}
     for fa in config.fa_points:
         p = choose_threshold(points, fa)
@@ -327,16 +359,58 @@ def evaluate(model_path: Path, manifest: Path, config: EvalConfig, det_png: Path
             "fa_per_hour": p["fa_per_hour"],
             "frr_snr_ge_5db": p["frr_snr_ge_5db"] if met else None,
             "frr_all": p["frr_all"] if met else None,
+            "confusable_fa_rate": p["confusable_fa_rate"],
+            "frr_by_snr": p.get("frr_by_snr"),
             "reachable": met,
         }
-    plot_det(points, chosen, det_png, f"{model.name}: streaming, held-out voices")
+    alternatives = []
+    for patience in config.patience_options:
+        subset = [p for p in all_points if p["patience_frames"] == patience]
+        for rule, p in (
+            ("fa_only", choose_threshold(subset, config.target_fa_per_hour)),
+            (
+                "fa_and_confusable",
+                choose_operating_point(subset, config.target_fa_per_hour, config.target_confusable_fa_rate),
+            ),
+        ):
+            alternatives.append(
+                {"rule": rule, "patience_frames": patience}
+                | {
+                    k: p.get(k)
+                    for k in (
+                        "threshold",
+                        "fa_per_hour",
+                        "frr_snr_ge_5db",
+                        "frr_all",
+                        "confusable_fa_rate",
+                        "confusable_dense_fa_per_hour",
+                        "real_positive_frr",
+                        "latency_median_ms",
+                    )
+                }
+            )
     return {
         "threshold": chosen["threshold"],
-        "detector": {**base.__dict__, "threshold": chosen["threshold"]},
+        "chosen_point": {
+            k: chosen.get(k) for k in ("threshold", "patience_frames", "fa_per_hour", "frr_snr_ge_5db")
+        },
+        "detector": dict(settings.__dict__),
+        "operating_points": alternatives,
         "shipped": shipped,
         "frr_at_fa_per_hour": at_fa,
         "det_points": [
-            {k: p[k] for k in ("threshold", "fa_per_hour", "frr_snr_ge_5db", "frr_all", "confusable_fa_rate")}
+            {
+                k: p.get(k)
+                for k in (
+                    "threshold",
+                    "fa_per_hour",
+                    "frr_snr_ge_5db",
+                    "frr_all",
+                    "confusable_fa_rate",
+                    "real_speech_fa_rate",
+                    "real_positive_frr",
+                )
+            }
             for p in points
         ],
         "sweep_matches_shipped": not mismatch,
