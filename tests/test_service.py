@@ -199,6 +199,30 @@ def test_watchdog_pings_stop_while_no_audio_is_processed(notify_socket, monkeypa
     assert "audio is flowing again" in caplog.text
 
 
+def test_watchdog_keeps_pinging_while_a_lost_microphone_is_being_retried(notify_socket, monkeypatch):
+    """A known loss is retried in-process (issue 7): systemd must not restart us meanwhile."""
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+    clock = FakeClock()
+    lifecycle = SystemdLifecycle(clock=clock)
+    lifecycle.ready(["espresso"])
+    audio = 0.0
+    for n in range(1, 41):  # 10 s; the device is lost from 3 s to 7 s, no audio meanwhile
+        clock.now += 0.25
+        if n * 0.25 == 3.25:
+            lifecycle.input_lost("device unplugged")
+        if n * 0.25 == 7.25:
+            lifecycle.input_restored()
+        if not 3.0 < n * 0.25 <= 7.0:
+            audio += 0.25
+        lifecycle.heartbeat(stats(seconds_processed=audio))
+        # sd_notify blocks in sendmsg holding the GIL once 10 datagrams are queued (the kernel's
+        # max_dgram_qlen): give this process's reader thread a moment to drain them.
+        time.sleep(0.01)
+    messages = settle(notify_socket, 14)
+    assert len([m for m in messages if m.get("WATCHDOG") == "1"]) == 11  # ready + one per second
+    assert any("Audio input lost" in m.get("STATUS", "") for m in messages)
+
+
 def test_no_watchdog_variables_no_watchdog_messages(notify_socket):
     clock = FakeClock()
     lifecycle = SystemdLifecycle(clock=clock)

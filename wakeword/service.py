@@ -108,6 +108,7 @@ class SystemdLifecycle:
         self._counts = (0, 0)  # latest (detections, overruns) seen, for reload statuses
         self._audio_at_ping: float | None = None  # seconds_processed when we last pinged
         self._stalled = False
+        self._input_lost = False  # set between input_lost() and input_restored()
 
     @property
     def enabled(self) -> bool:
@@ -169,6 +170,10 @@ class SystemdLifecycle:
         processed = getattr(stats, "seconds_processed", None)
         if processed is None:
             return True
+        if self._input_lost:
+            # A known loss is being retried with backoff by a live loop: a restart would not
+            # bring the device back sooner, and a restart storm would hit StartLimitBurst.
+            return True
         if self._audio_at_ping is not None and processed <= self._audio_at_ping:
             if not self._stalled:
                 self._stalled = True
@@ -207,11 +212,14 @@ class SystemdLifecycle:
     def input_lost(self, reason: str) -> None:
         """The microphone is gone and being retried: `systemctl status` says so until it is back."""
         with self._lock:
+            self._input_lost = True
             self._send(self._status_field(f"Audio input lost ({reason or 'no reason given'}); retrying"))
 
     def input_restored(self) -> None:
         """Capturing again: the next heartbeat puts the normal status line back."""
         with self._lock:
+            self._input_lost = False
+            self._audio_at_ping = None
             self._last_counts = None
 
     def stopping(self) -> None:
