@@ -310,7 +310,7 @@ def det_plot(accuracy: dict, path: Path, label: str) -> Path | None:
         floor = 0.5 / pts[0]["negative_hours"]
         xs = [max(p["fa_per_hour"], floor) for p in pts]
         ys = [100 * p["frr"] for p in pts]
-        order = np.argsort(xs)
+        order = sorted(range(len(xs)), key=lambda i: (xs[i], -ys[i]))  # down the zero-FA column, then right
         line = ax.plot(np.array(xs)[order], np.array(ys)[order], marker="o", ms=3, label=eng["title"])[0]
         op = eng.get("operating_point")
         if op and op["fa_per_hour"] is not None and op["frr"] is not None:

@@ -266,6 +266,7 @@ def load_eval_set(settings: BenchSettings) -> EvalSet:
             source = (
                 f"training.evaluate.build_items({_rel(training_manifest)}), validation split, built {built}"
             )
+            notes.append("training's dense confusable streams are left out (PocketSphinx reruns each clip)")
         except Exception as exc:  # training code absent/older: stream the manifest's clips directly
             notes.append(
                 f"training.evaluate could not build the set ({type(exc).__name__}: {exc}); raw clips used"

@@ -46,8 +46,10 @@ def _pair(d: dict, a: tuple, b: tuple, fmt: str = "{:.0f}") -> str:
 
 
 def _get(d: dict, *keys):
+    """d[k1][k2]... through dicts and lists; None where a step is missing."""
     for key in keys:
-        if not isinstance(d, dict) or key not in d:
+        in_list = isinstance(d, list) and isinstance(key, int) and -len(d) <= key < len(d)
+        if not (in_list or (isinstance(d, dict) and key in d)):
             return None
         d = d[key]
     return d
@@ -239,6 +241,17 @@ def markdown(results: dict) -> str:
         f"{meta.get('ps_default_threshold', 1e-20):g}. CPU figures are process CPU time (user+sys) "
         "in a child per engine, medians of repeats; wall-time figures (startup) are disturbed by other "
         "users of this shared machine.",
+        "Latency is measured to the end of the audio chunk whose processing fired (live chunk size, "
+        "the earliest a daemon can act), for both engines"
+        + (
+            f"; to the end of the firing frame (Detection.time_s) ours is "
+            f"{_pair(ftl, ('median_ms',), ('p95_ms',))} ms."
+            if (ftl := _get(acc, "engines", "ours", "frame_time_latency"))
+            else "."
+        ),
+        "FRR at X FA/hour: the lowest FRR among the swept thresholds whose false accepts per hour on the "
+        "negatives are <= X; '(unresolved)': the negatives are shorter than 1/X hours, so zero false "
+        "accepts cannot show <= X. DET plot: bench/results/bench-det.png.",
     ]
     if ev:
         counts, hours = ev.get("counts", {}), ev.get("hours", {})
@@ -252,4 +265,5 @@ def markdown(results: dict) -> str:
         lines.append(f"- {note}")
     for name, err in results.get("errors", {}).items():
         lines.append(f"- section {name} failed: {err}")
-    return "\n".join(lines) + "\n"
+    table_end = lines.index(rows[-1]) + 1
+    return "\n".join(lines[:table_end]) + "\n\n" + "\n\n".join(x for x in lines[table_end:] if x) + "\n"
