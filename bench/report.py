@@ -259,7 +259,7 @@ def markdown(results: dict) -> str:
             f"Evaluation audio ({ev.get('source')}): {counts.get('positive', 0)} positives, "
             f"{counts.get('confusable', 0)} confusables, {hours.get('negative', 0):.2f} h negatives, "
             f"{counts.get('real_speech', 0)} real-speech files ({hours.get('real_speech', 0):.2f} h). "
-            + " ".join(ev.get("notes", []))
+            + " ".join(n.rstrip(".") + "." for n in ev.get("notes", []))
         )
     for note in meta.get("notes", []):
         lines.append(f"- {note}")
