@@ -332,6 +332,33 @@ def plot_det(points: list[dict], chosen: dict, hours: float, path: Path, title: 
     plt.close(fig)
 
 
+#: The fields of a sweep point that the card reports, per section.
+OPERATING_POINT_KEYS = (
+    "threshold",
+    "fa_per_hour",
+    "frr_snr_ge_5db",
+    "frr_all",
+    "confusable_fa_rate",
+    "confusable_dense_fa_per_hour",
+    "real_positive_frr",
+    "latency_median_ms",
+)
+DET_POINT_KEYS = (
+    "threshold",
+    "fa_per_hour",
+    "frr_snr_ge_5db",
+    "frr_all",
+    "confusable_fa_rate",
+    "real_speech_fa_rate",
+    "real_positive_frr",
+)
+
+
+def _pick(point: dict, keys: tuple[str, ...]) -> dict:
+    """The named fields of a sweep point (None where a figure was not measured)."""
+    return {k: point.get(k) for k in keys}
+
+
 def evaluate(model_path: Path, manifest: Path, config: EvalConfig) -> dict:
     """Full evaluation; returns the figures for the model card (threshold included; plot with plot_det)."""
     model = WakeWordModel.load(model_path)
@@ -373,46 +400,15 @@ def evaluate(model_path: Path, manifest: Path, config: EvalConfig) -> dict:
                 choose_operating_point(subset, config.target_fa_per_hour, config.target_confusable_fa_rate),
             ),
         ):
-            alternatives.append(
-                {"rule": rule, "patience_frames": patience}
-                | {
-                    k: p.get(k)
-                    for k in (
-                        "threshold",
-                        "fa_per_hour",
-                        "frr_snr_ge_5db",
-                        "frr_all",
-                        "confusable_fa_rate",
-                        "confusable_dense_fa_per_hour",
-                        "real_positive_frr",
-                        "latency_median_ms",
-                    )
-                }
-            )
+            alternatives.append({"rule": rule, "patience_frames": patience} | _pick(p, OPERATING_POINT_KEYS))
     return {
         "threshold": chosen["threshold"],
-        "chosen_point": {
-            k: chosen.get(k) for k in ("threshold", "patience_frames", "fa_per_hour", "frr_snr_ge_5db")
-        },
+        "chosen_point": _pick(chosen, ("threshold", "patience_frames", "fa_per_hour", "frr_snr_ge_5db")),
         "detector": dict(settings.__dict__),
         "operating_points": alternatives,
         "shipped": shipped,
         "frr_at_fa_per_hour": at_fa,
-        "det_points": [
-            {
-                k: p.get(k)
-                for k in (
-                    "threshold",
-                    "fa_per_hour",
-                    "frr_snr_ge_5db",
-                    "frr_all",
-                    "confusable_fa_rate",
-                    "real_speech_fa_rate",
-                    "real_positive_frr",
-                )
-            }
-            for p in points
-        ],
+        "det_points": [_pick(p, DET_POINT_KEYS) for p in points],
         "sweep_matches_shipped": not mismatch,
         "held_out_source_hours": distinct,
     }
