@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.notify import NotifySocket
 from tests.test_listen import bursts_clip
 from tests.virtual_mic import VirtualMic, VirtualMicUnavailable, start_virtual_mic
 
@@ -47,45 +47,6 @@ LOG_LINE = re.compile(r"^\S+ \S+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) wakeword[.:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class NotifySocket:
-    """A unix datagram socket posing as systemd's NOTIFY_SOCKET; collects every message."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="wwn-"))  # short: unix socket paths max 107 bytes
-        self.path = self.dir / "notify"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.messages.append((time.monotonic(), data.decode(errors="replace")))
-
-    def statuses(self) -> list[tuple[float, str]]:
-        return [
-            (t, line[len("STATUS=") :])
-            for t, message in list(self.messages)
-            for line in message.splitlines()
-            if line.startswith("STATUS=")
-        ]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture

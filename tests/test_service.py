@@ -16,10 +16,8 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.notify import NotifySocket
 from tests.speech import espeak_missing, keyword_clip, other_speech_clip
 from tests.virtual_mic import make_virtual_mic_fixture
 from wakeword import service
@@ -39,57 +38,6 @@ pytest.importorskip("systemd.daemon", reason="systemd-python (the systemd extra)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 virtual_mic = make_virtual_mic_fixture(scope="module")
-
-
-class NotifySocket:
-    """A real AF_UNIX datagram socket playing systemd's side of sd_notify(3)."""
-
-    def __init__(self) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="wwnotify-"))  # short: sun_path is 108 bytes
-        self.path = self._dir / "notify.sock"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
-        self.sock.settimeout(0.1)
-        self.messages: list[tuple[float, dict[str, str]]] = []  # (monotonic receive time, fields)
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._closed.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
-            with self._lock:
-                self.messages.append((time.monotonic(), fields))
-
-    def snapshot(self) -> list[tuple[float, dict[str, str]]]:
-        with self._lock:
-            return list(self.messages)
-
-    def with_key(self, key: str, value: str | None = None) -> list[tuple[float, dict[str, str]]]:
-        return [(t, m) for t, m in self.snapshot() if key in m and (value is None or m[key] == value)]
-
-    def wait_for(self, key: str, value: str | None = None, *, after: int = 0, timeout: float = 30.0):
-        """The (after+1)-th message carrying key[=value]; None if it never came (a guard, not timing)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.with_key(key, value)
-            if len(found) > after:
-                return found[after]
-            time.sleep(0.02)
-        return None
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 @pytest.fixture
