@@ -43,7 +43,10 @@ def _sizes(total: int, size: int) -> list[int]:
 def test_loaded_model_exposes_metadata_and_single_threaded_cpu_session(model: WakeWordModel) -> None:
     assert model.name == "espresso"
     assert model.metadata.features.n_mels == 40
-    assert model.initial_state().shape == (2, 1, 96)
+    declared = next(i for i in model._session.get_inputs() if i.name == "hidden_in").shape
+    layers, hidden = declared[0], declared[-1]
+    assert isinstance(layers, int) and isinstance(hidden, int)  # fixed sizes, not symbolic
+    assert model.initial_state().shape == (layers, 1, hidden)
     assert not model.initial_state().any()
     assert model._session.get_providers() == ["CPUExecutionProvider"]
 

@@ -76,7 +76,7 @@ PROFILES = {
     "full": Profile(
         # espeak-ng is ~100x real time, so it carries the bulk (every espeak speaker says the word once);
         # the neural engines (Piper, Kokoro ~1 CPU-s per word) add fewer but more natural voices.
-        positives={"espeak-ng": 1595, "flite": 160, "festival": 90, "piper": 140, "kokoro": 330},
+        positives={"espeak-ng": 1595, "flite": 160, "festival": 90, "piper": 200, "kokoro": 480},
         confusables={"espeak-ng": 1500, "flite": 200, "festival": 90, "piper": 160, "kokoro": 160},
         speech={"espeak-ng": 6000, "flite": 600, "festival": 150, "piper": 300, "kokoro": 40},
         music=(50, 30.0),
