@@ -16,8 +16,10 @@ from __future__ import annotations
 # ruff: noqa: E402  (thread limits below must be set before numpy and torch are imported)
 import os
 
-# One BLAS/OpenMP thread per process: on the shared 2-core machine multi-threaded numpy and torch
-# ran 2-10x slower (threads spin-waiting for each other). Must be set before numpy is imported.
+# One BLAS/OpenMP thread per process by default: with other work on the 2-core machine,
+# multi-threaded numpy and torch ran 2-10x slower (threads spin-waiting for each other). The training
+# loop alone asks torch for 2 threads (TrainConfig.threads), measured 1.33x faster when the machine is
+# otherwise idle, which it is during that stage. Must be set before numpy is imported.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
