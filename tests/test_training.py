@@ -232,3 +232,38 @@ def test_evaluation_scores_hits_only_between_keyword_start_and_the_acceptance_wi
     best = choose_operating_point(pairs, 0.5, 0.03)  # the confusable target rules out the first
     assert (best["threshold"], best["patience_frames"]) == (0.4, 6)
     assert choose_operating_point(pairs, 0.5, 0.001)["threshold"] == 0.3  # unreachable: FA/h rule alone
+
+
+def test_stage_keeps_its_checkpoints_for_the_same_inputs_and_drops_them_when_inputs_change(
+    tmp_path: Path,
+) -> None:
+    """An interrupted stage resumes from its checkpoint; a changed recipe must start over instead
+    (resuming a 96-unit checkpoint into a 128-unit network crashed before)."""
+    from training.make_model import Stages
+
+    seen: list[bool] = []
+
+    def stage() -> dict:
+        seen.append((tmp_path / "train.ckpt").exists())
+        raise KeyboardInterrupt  # interrupted mid-stage, the checkpoint stays behind
+
+    def write_checkpoint_then(fn):  # noqa: ANN001, ANN202
+        def run() -> dict:
+            (tmp_path / "train.ckpt").write_text("weights")
+            (tmp_path / "hard-negatives-1").mkdir(exist_ok=True)
+            return fn()
+
+        return run
+
+    stages = Stages(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        stages.run("train", {"hidden": 96}, write_checkpoint_then(stage), owns=("train.ckpt", "hard-*"))
+    with pytest.raises(KeyboardInterrupt):
+        stages.run("train", {"hidden": 96}, stage, owns=("train.ckpt", "hard-*"))  # same inputs: resume
+    with pytest.raises(KeyboardInterrupt):
+        stages.run("train", {"hidden": 128}, stage, owns=("train.ckpt", "hard-*"))  # new inputs: start over
+    assert seen == [True, True, False]
+    assert not (tmp_path / "hard-negatives-1").exists()
+    result = Stages(tmp_path).run("train", {"hidden": 128}, lambda: {"ok": 1}, owns=("train.ckpt",))
+    assert result == {"ok": 1}
+    assert Stages(tmp_path).run("train", {"hidden": 128}, lambda: {"ok": 2}) == {"ok": 1}  # done: skipped
