@@ -161,7 +161,10 @@ class Stages:
             for pattern in owns:
                 for stale in self.work.glob(pattern):
                     log.info("stage %s: inputs changed, removing %s", name, stale.name)
-                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+                    if stale.is_dir():
+                        shutil.rmtree(stale)
+                    else:
+                        stale.unlink()
             started_marker.write_text(json.dumps({"key": key}))
         log.info("stage %s: running", name)
         started = time.monotonic()
