@@ -306,6 +306,27 @@ def test_duplicate_keys_are_an_error(tmp_path: Path) -> None:
     assert "duplicate key 'log_level'" in message and "line 2" in message
 
 
+def test_yaml_merge_keys_share_settings_and_explicit_keys_override_them(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "config.yaml",
+        """
+        x-quiet-hook: &quiet
+          command: ["true"]
+          timeout_s: 2
+        hooks:
+          - <<: *quiet
+          - <<: *quiet
+            command: ["echo", "two"]
+            timeout_s: 7
+        """,
+    )
+    hooks = load_config(path).hooks
+    assert [(h.command, h.timeout_s) for h in hooks] == [(("true",), 2.0), (("echo", "two"), 7.0)]
+    # keys outside "x-" are still checked, and a key written twice by hand is still an error
+    assert "unknown key" in _error(tmp_path, "extras: &e {a: 1}\n")
+    assert "duplicate key" in _error(tmp_path, "x-a: &a {b: 1}\nlog_level: INFO\nlog_level: INFO\n")
+
+
 @pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n"])
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     assert "expected a mapping of keys at the top level" in _error(tmp_path, text)

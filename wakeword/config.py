@@ -403,6 +403,9 @@ def config_from_mapping(data: Any, source: str = BUILTIN_SOURCE, base_dir: Path 
         data = {}
     if not isinstance(data, Mapping):
         raise c.error("", f"expected a mapping of keys at the top level, got {type(data).__name__}")
+    # Top-level keys starting with "x-" are ignored (the docker-compose convention): a place to keep
+    # YAML anchors that hooks or models then merge with `<<: *name`.
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     data = c.mapping(data, "", _TOP_KEYS)
     defaults = default_config()
     return Config(
@@ -424,6 +427,8 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults`: merged keys are meant to be overridden; the base class merges
             key = self.construct_object(key_node, deep=True)
             try:
                 duplicate = key in seen
