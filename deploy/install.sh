@@ -4,6 +4,7 @@
 #
 #   sudo deploy/install.sh                   # system service (headless box, Raspberry Pi)
 #   sudo deploy/install.sh --allow-network   # + drop-in that lets hooks/MQTT reach the LAN
+#   sudo deploy/install.sh --wyoming         # + wakeword-wyoming.service for Home Assistant
 #   sudo deploy/install.sh --user            # desktop: user unit for your PipeWire/PulseAudio session
 #   deploy/install.sh --dry-run              # print what would be done, change nothing
 #
@@ -15,7 +16,9 @@
 #   4. hooks -> /opt/wakeword/hooks, a chime -> /opt/wakeword/share/chime.wav
 #   5. system user "wakeword" (no login, no home) in group "audio"
 #   6. /etc/wakeword/config.yaml from deploy/config.example.yaml and an empty hooks.env
-#   7. /etc/systemd/system/wakeword.service, enabled and (re)started when systemd is PID 1
+#   7. /etc/systemd/system/wakeword.service, enabled and (re)started when systemd is PID 1;
+#      with --wyoming also /etc/systemd/system/wakeword-wyoming.service (a re-run without
+#      --wyoming updates an installed one and restarts it if it runs)
 set -euo pipefail
 
 PREFIX=/opt/wakeword
@@ -25,6 +28,7 @@ CONF_DIR=/etc/wakeword
 SYSTEM_UNIT=/etc/systemd/system/wakeword.service
 DROPIN_DIR=/etc/systemd/system/wakeword.service.d
 USER_UNIT=/etc/systemd/user/wakeword.service
+WYOMING_UNIT=/etc/systemd/system/wakeword-wyoming.service
 SERVICE_USER=wakeword
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,12 +36,13 @@ src=$(cd "$here/.." && pwd)
 
 mode=system
 allow_network=no
+wyoming=no
 dry_run=no
 enable=yes
 
 usage() {
-  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-  echo "Options: --user  --allow-network  --no-enable  --dry-run  -h|--help"
+  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  echo "Options: --user  --allow-network  --wyoming  --no-enable  --dry-run  -h|--help"
 }
 
 while [ $# -gt 0 ]; do
@@ -45,6 +50,7 @@ while [ $# -gt 0 ]; do
     --user) mode=user ;;
     --system) mode=system ;;
     --allow-network) allow_network=yes ;;
+    --wyoming) wyoming=yes ;;
     --no-enable) enable=no ;;
     --dry-run|-n) dry_run=yes ;;
     -h|--help) usage; exit 0 ;;
@@ -54,6 +60,11 @@ while [ $# -gt 0 ]; do
 done
 
 say() { echo "wakeword-install: $*" >&2; }
+
+if [ "$mode" = user ] && [ "$wyoming" = yes ]; then
+  echo "install.sh: --wyoming installs a system unit; it does not go with --user" >&2
+  exit 2
+fi
 
 # Run a command, or only show it with --dry-run.
 run() {
@@ -160,9 +171,17 @@ if [ "$mode" = system ]; then
   fi
 fi
 
-# 7. The unit.
+# 7. The unit(s). The Wyoming one is opt-in; once installed, a re-run keeps it up to date.
 if [ "$mode" = system ]; then
   run install -m 0644 "$here/wakeword.service" "$SYSTEM_UNIT"
+  wyoming_update=no
+  if [ "$wyoming" = no ] && [ -e "$WYOMING_UNIT" ]; then
+    say "updating $WYOMING_UNIT from an earlier --wyoming (uninstall.sh removes it)"
+    wyoming_update=yes
+  fi
+  if [ "$wyoming" = yes ] || [ "$wyoming_update" = yes ]; then
+    run install -m 0644 "$here/wakeword-wyoming.service" "$WYOMING_UNIT"
+  fi
   if [ "$allow_network" = yes ]; then
     run install -d -m 0755 "$DROPIN_DIR"
     run install -m 0644 "$here/wakeword-network.conf" "$DROPIN_DIR/network.conf"
@@ -175,10 +194,22 @@ if [ "$mode" = system ]; then
       run systemctl enable wakeword.service
       run systemctl restart wakeword.service
       say "started: systemctl status wakeword; journalctl -u wakeword -f"
+      if [ "$wyoming" = yes ]; then
+        run systemctl enable wakeword-wyoming.service
+        run systemctl restart wakeword-wyoming.service
+        say "started: systemctl status wakeword-wyoming; journalctl -u wakeword-wyoming -f"
+      elif [ "$wyoming_update" = yes ]; then
+        # Restarted only if running: an admin who disabled it keeps it stopped.
+        run systemctl try-restart wakeword-wyoming.service
+      fi
     fi
   else
+    units=wakeword
+    if [ "$wyoming" = yes ]; then
+      units="wakeword wakeword-wyoming"
+    fi
     say "systemd is not PID 1 here (a container or chroot?): unit installed, not enabled or started."
-    say "on the target system run: systemctl daemon-reload && systemctl enable --now wakeword"
+    say "on the target system run: systemctl daemon-reload && systemctl enable --now $units"
   fi
 else
   run install -d -m 0755 "$(dirname "$USER_UNIT")"

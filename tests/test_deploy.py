@@ -7,8 +7,11 @@
   The units' ExecStart (/opt/wakeword/venv/bin/wakeword) does not exist on a test machine, and
   verify rightly complains about that; so the tests verify a copy whose ExecStart points at this
   venv's real `wakeword` entry point, and change nothing else.
-- `systemd-analyze security --offline=true` scores the system unit (a static lint of the file,
+- `systemd-analyze security --offline=true` scores the system units (a static lint of the file,
   deterministic, so the score is asserted).
+- wakeword-wyoming.service (the Wyoming server for Home Assistant) gets the same checks, plus: its
+  sandbox is wakeword.service's except for listed differences, and the daemon really serves under
+  its system call filter (strace, as for `listen`) and its W^X rule (PR_SET_MDWE).
 - bash -n and shellcheck on every script; install.sh/uninstall.sh --dry-run (no root changes).
 - The hooks run for real: the webhook against an HTTP server on 127.0.0.1, the MQTT hook against
   a real mosquitto on a free loopback port, the chime through a private PulseAudio server.
@@ -16,11 +19,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,11 +42,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = REPO_ROOT / "deploy"
 SYSTEM_UNIT = DEPLOY / "wakeword.service"
 USER_UNIT = DEPLOY / "wakeword-user.service"
+WYOMING_UNIT = DEPLOY / "wakeword-wyoming.service"
 NETWORK_DROPIN = DEPLOY / "wakeword-network.conf"
 HOOKS = DEPLOY / "hooks"
 SCRIPTS = sorted(DEPLOY.glob("*.sh")) + sorted(HOOKS.glob("*.sh"))
 INSTALLED_BINARY = "/opt/wakeword/venv/bin/wakeword"
 MAX_EXPOSURE = 3.0
+# Measured 1.0 (systemd 252): a bit more than wakeword.service's 0.7, for the TCP socket it must
+# have (AF_INET/AF_INET6, no PrivateNetwork=), less PrivateUsers= and PrivateDevices=.
+MAX_WYOMING_EXPOSURE = 1.1
 
 virtual_mic = make_virtual_mic_fixture()
 
@@ -70,16 +79,26 @@ def analyze_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def verify_output(unit: Path, tmp_path: Path, *, user: bool = False, dropin: Path | None = None) -> str:
-    """systemd-analyze verify on a copy of `unit` with ExecStart at the real binary; all it printed."""
+def verify_output(
+    unit: Path,
+    tmp_path: Path,
+    *,
+    user: bool = False,
+    dropin: Path | None = None,
+    name: str = "wakeword.service",
+) -> str:
+    """systemd-analyze verify on a copy of `unit` (as `name`) with ExecStart at the real binary; all
+    it printed."""
     workdir = tmp_path / ("user" if user else "system")
     workdir.mkdir(exist_ok=True)
     text = unit.read_text().replace(INSTALLED_BINARY, venv_wakeword())
-    copy = workdir / ("wakeword.service")
+    copy = workdir / name
     copy.write_text(text)
     if dropin is not None:  # verify reads drop-ins from <unit>.d next to the unit file
-        (workdir / "wakeword.service.d").mkdir(exist_ok=True)
-        (workdir / "wakeword.service.d" / dropin.name).write_text(dropin.read_text())
+        (workdir / f"{name}.d").mkdir(exist_ok=True)
+        (workdir / f"{name}.d" / dropin.name).write_text(
+            dropin.read_text().replace(INSTALLED_BINARY, venv_wakeword())
+        )
     args = ["systemd-analyze", "verify", *(["--user"] if user else []), str(copy)]
     result = subprocess.run(args, capture_output=True, text=True, env=analyze_env(tmp_path), timeout=60)
     output = (result.stdout + result.stderr).strip()
@@ -202,6 +221,143 @@ def test_model_dir_in_the_unit_is_what_the_engine_reads(monkeypatch):
     assert default_model_path() == Path(model_dir) / "espresso.onnx"
 
 
+# --- wakeword-wyoming.service ----------------------------------------------------------------
+
+WYOMING_NAME = "wakeword-wyoming.service"
+# Where the Wyoming unit's sandbox may differ from wakeword.service's, and why (the header of
+# deploy/wakeword-wyoming.service explains each). Every other setting must be identical.
+WYOMING_DIFFERENCES = {
+    "Description",
+    "After",  # network.target instead of sound.target
+    "Wants",
+    "ExecStart",  # `wyoming`, not `listen`
+    "ExecReload",  # no SIGHUP reload
+    "WatchdogSec",  # no watchdog: no continuous work to prove
+    "TimeoutStartSec",
+    "SupplementaryGroups",  # no "audio": it opens no sound device
+    "DeviceAllow",
+    "PrivateNetwork",  # a TCP server: reachable from the host's network namespace...
+    "RestrictAddressFamilies",  # ...with AF_INET/AF_INET6...
+    "IPAddressAllow",  # ...but only from and to localhost
+    "PrivateDevices",
+    "PrivateUsers",
+    "MemoryDenyWriteExecute",
+}
+
+
+def header_dropin(unit: Path) -> str:
+    """The drop-in shown in `unit`'s header comment (the `#   ` lines after `systemctl edit`)."""
+    lines = unit.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "systemctl edit" in line) + 1
+    dropin = []
+    for line in lines[start:]:
+        if not line.startswith("#   "):
+            break
+        dropin.append(line[4:])
+    return "\n".join(dropin) + "\n"
+
+
+@needs_systemd_analyze
+def test_wyoming_unit_verifies_without_any_warning(tmp_path):
+    assert verify_output(WYOMING_UNIT, tmp_path, name=WYOMING_NAME) == ""
+    bad = tmp_path / "bad" / WYOMING_NAME  # control, for this unit's name too
+    bad.parent.mkdir()
+    bad.write_text(WYOMING_UNIT.read_text().replace("IPAddressAllow=", "IPAddressAlow="))
+    assert "Unknown key" in verify_output(bad, tmp_path / "bad", name=WYOMING_NAME)
+
+
+@needs_systemd_analyze
+def test_wyoming_unit_lan_dropin_in_its_header_verifies_and_opens_only_the_uri(tmp_path):
+    """The header tells admins how to serve Home Assistant on another host: that must be valid."""
+    text = header_dropin(WYOMING_UNIT)
+    dropin = tmp_path / "lan.conf"
+    dropin.write_text(text)
+    assert verify_output(WYOMING_UNIT, tmp_path, dropin=dropin, name=WYOMING_NAME) == ""
+    settings = unit_settings(dropin)
+    assert settings["ExecStart"][0] == ""  # clears the unit's command before setting its own
+    (unit_command,) = unit_settings(WYOMING_UNIT)["ExecStart"]
+    assert settings["ExecStart"][1] == unit_command.replace("tcp://127.0.0.1:", "tcp://0.0.0.0:")
+    assert settings["IPAddressAllow"] and "localhost" not in settings["IPAddressAllow"]
+
+    root = tmp_path / "root"
+    unit_dir = root / "etc" / "systemd" / "system"
+    (unit_dir / f"{WYOMING_NAME}.d").mkdir(parents=True)
+    shutil.copy(WYOMING_UNIT, unit_dir / WYOMING_NAME)
+    shutil.copy(dropin, unit_dir / f"{WYOMING_NAME}.d" / "override.conf")
+    with_lan = exposure([f"--root={root}", WYOMING_NAME], tmp_path)
+    print(f"{WYOMING_NAME} exposure with the LAN drop-in from its header: {with_lan}")
+    assert with_lan <= MAX_EXPOSURE
+
+
+@needs_systemd_analyze
+def test_wyoming_unit_exposure_is_within_budget(tmp_path):
+    score = exposure([str(WYOMING_UNIT)], tmp_path)
+    print(f"systemd-analyze security exposure, {WYOMING_UNIT.name}: {score} (budget {MAX_WYOMING_EXPOSURE})")
+    assert score <= MAX_WYOMING_EXPOSURE
+
+
+def test_wyoming_unit_speaks_the_notify_protocol():
+    s = unit_settings(WYOMING_UNIT)
+    assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"]
+    assert s["ExecStart"][0].startswith(INSTALLED_BINARY + " wyoming ")
+    assert "WatchdogSec" not in s  # the server sends no WATCHDOG=1: a watchdog would kill it
+    assert "ExecReload" not in s  # it does not handle SIGHUP (the default action would kill it)
+    assert s["Restart"] == ["on-failure"] and s["RestartPreventExitStatus"] == ["2 3"]
+
+
+def test_wyoming_unit_is_loopback_only_and_reads_no_device():
+    from wakeword.wyoming import DEFAULT_URI
+
+    s = unit_settings(WYOMING_UNIT)
+    uri = s["ExecStart"][0].split("--uri ", 1)[1].split()[0]
+    assert uri == DEFAULT_URI == "tcp://127.0.0.1:10400"
+    assert s["IPAddressDeny"] == ["any"] and s["IPAddressAllow"] == ["localhost"]
+    assert s.get("PrivateNetwork", ["no"]) == ["no"]
+    assert set(s["RestrictAddressFamilies"][0].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+    assert s["PrivateDevices"] == ["yes"] and s["DevicePolicy"] == ["closed"]
+    assert "DeviceAllow" not in s and "SupplementaryGroups" not in s
+
+
+def test_wyoming_unit_has_the_system_units_sandbox():
+    """Same hardening as wakeword.service, except the listed differences: a change to one unit's
+    sandbox that is not made to the other fails here."""
+    system, wyoming = unit_settings(SYSTEM_UNIT), unit_settings(WYOMING_UNIT)
+    same = {key: value for key, value in system.items() if key not in WYOMING_DIFFERENCES}
+    assert {key: wyoming.get(key) for key in same} == same
+    extra = set(wyoming) - set(system)
+    assert extra <= WYOMING_DIFFERENCES, f"not in wakeword.service: {sorted(extra - WYOMING_DIFFERENCES)}"
+
+
+def install_variables(script: str) -> dict[str, str]:
+    """The NAME=value assignments at the top of an install script, $NAME references expanded."""
+    variables: dict[str, str] = {}
+    text = (DEPLOY / script).read_text()
+    for name, value in re.findall(r"^([A-Z_]+)=(\S+)$", text, flags=re.M):
+        variables[name] = re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], value)
+    return variables
+
+
+def test_wyoming_unit_and_install_scripts_agree_on_paths():
+    from wakeword.cli import build_parser
+    from wakeword.wyoming import run_wyoming
+
+    install, uninstall = install_variables("install.sh"), install_variables("uninstall.sh")
+    s = unit_settings(WYOMING_UNIT)
+    assert install["WYOMING_UNIT"] == uninstall["WYOMING_UNIT"] == f"/etc/systemd/system/{WYOMING_NAME}"
+    assert uninstall["WYOMING_DROPIN_DIR"] == install["WYOMING_UNIT"] + ".d"
+    config = f"{install['CONF_DIR']}/config.yaml"
+    assert s["ExecStart"] == [
+        f"{install['VENV']}/bin/wakeword wyoming --config {config} --uri tcp://127.0.0.1:10400"
+    ]
+    assert f"WAKEWORD_MODEL_DIR={install['MODEL_DIR']}" in s["Environment"]
+    assert s["User"] == s["Group"] == [install["SERVICE_USER"]]
+    assert s["EnvironmentFile"] == unit_settings(SYSTEM_UNIT)["EnvironmentFile"]
+    # The command line is one the real parser accepts, and runs the Wyoming server.
+    args = build_parser().parse_args(s["ExecStart"][0].split()[1:])
+    assert args.func is run_wyoming
+    assert (str(args.config), args.uri) == (config, "tcp://127.0.0.1:10400")
+
+
 def syscall_set(spec: str, tmp_path: Path, _seen: dict[str, set[str]] | None = None) -> set[str]:
     """System calls named by a SystemCallFilter= value (groups like @system-service expanded)."""
     seen = {} if _seen is None else _seen
@@ -269,6 +425,127 @@ def test_daemon_runs_under_the_units_system_call_filter(tmp_path, tiny_model_pat
     print(f"denied by the unit, failed with EPERM, survived: {sorted(used & denied)}")
 
 
+def wyoming_round_trip(prefix: list[str], model: Path, tmp_path: Path, pid_file: Path | None = None):
+    """`wakeword wyoming` behind `prefix` on a free port: stream a loud burst to it with the wyoming
+    package's client, then SIGTERM it. Returns (reply event types, exit code, its stderr)."""
+    pytest.importorskip("wyoming", reason="the integrations extra (wyoming) is not installed")
+    import asyncio
+
+    import numpy as np
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.client import AsyncTcpClient
+    from wyoming.info import Describe, Info
+
+    port = free_port()
+    command = [venv_wakeword(), "wyoming", "--uri", f"tcp://127.0.0.1:{port}", "--model", str(model)]
+    env = {**os.environ, "ORT_DISABLE_TELEMETRY": "1", "XDG_CONFIG_HOME": str(tmp_path)}
+    env.pop("NOTIFY_SOCKET", None)
+    errors = tmp_path / "stderr.txt"
+    rng = np.random.default_rng(3)
+    burst = np.concatenate([rng.normal(0, 5e-4, 16000), rng.normal(0, 0.3, 9600), rng.normal(0, 5e-4, 16000)])
+    pcm = np.clip(np.round(burst * 32767), -32768, 32767).astype("<i2").tobytes()
+
+    async def stream() -> list[str]:
+        deadline = time.monotonic() + 120
+        while True:  # it loads the model first (slowly under strace)
+            assert proc.poll() is None, f"exited with {proc.returncode}: {errors.read_text()}"
+            try:
+                client = AsyncTcpClient("127.0.0.1", port)
+                await client.connect()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server never listened"
+                await asyncio.sleep(0.2)
+        try:
+            await client.write_event(AudioStart(16000, 2, 1).event())
+            for start in range(0, len(pcm), 640):  # 20 ms chunks
+                await client.write_event(AudioChunk(16000, 2, 1, pcm[start : start + 640]).event())
+            await client.write_event(AudioStop().event())
+            await client.write_event(Describe().event())  # its info answer marks the end
+            types = []
+            while (event := await asyncio.wait_for(client.read_event(), 60)) is not None:
+                if Info.is_type(event.type):
+                    return types
+                types.append(event.type)
+            return types
+        finally:
+            await client.disconnect()
+
+    with errors.open("w") as stderr:
+        proc = subprocess.Popen([*prefix, *command], stderr=stderr, env=env)
+        try:
+            types = asyncio.run(asyncio.wait_for(stream(), 240))
+            pid = int(pid_file.read_text()) if pid_file is not None else proc.pid
+            os.kill(pid, signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        finally:
+            if pid_file is not None and pid_file.exists():  # strace killed would leave it running
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return types, code, errors.read_text()
+
+
+MDWE_WRAPPER = """
+import ctypes, os, sys
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+    sys.exit(f"PR_SET_MDWE: {os.strerror(ctypes.get_errno())}")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_wyoming_daemon_serves_under_the_units_write_xor_execute_rule(tmp_path, loud_model_path):
+    """MemoryDenyWriteExecute=yes: emulated with PR_SET_MDWE (Linux >= 6.3), the same W^X rule. The
+    daemon must load onnxruntime, detect and stop cleanly under it (wakeword.service cannot: the
+    PortAudio callback needs write+execute memory)."""
+    assert unit_settings(WYOMING_UNIT)["MemoryDenyWriteExecute"] == ["yes"]
+    wrapper = [sys.executable, "-c", MDWE_WRAPPER]
+    control = subprocess.run(  # the wrapper really enforces W^X
+        [*wrapper, sys.executable, "-c", "import mmap; mmap.mmap(-1, 4096, prot=7)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if "PR_SET_MDWE" in control.stderr:
+        pytest.skip(f"this kernel cannot enforce W^X per process: {control.stderr.strip()}")
+    assert control.returncode != 0 and "PermissionError" in control.stderr, control.stderr
+
+    types, code, stderr = wyoming_round_trip(wrapper, loud_model_path, tmp_path)
+    assert types == ["detection"], stderr
+    assert code == 0, stderr
+
+
+@needs_systemd_analyze
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace missing (apt install strace)")
+def test_wyoming_daemon_serves_under_the_units_system_call_filter(tmp_path, loud_model_path):
+    """As for `listen`: every system call of a full client session (bind, accept, inference threads,
+    shutdown on SIGTERM) is in the unit's allow list; the denied ones fail with EPERM, harmlessly."""
+    filters = unit_settings(WYOMING_UNIT)["SystemCallFilter"]
+    allowed = set().union(*(syscall_set(f, tmp_path) for f in filters if not f.startswith("~")))
+    denied = set().union(*(syscall_set(f[1:], tmp_path) for f in filters if f.startswith("~")))
+    trace, pid_file = tmp_path / "strace.out", tmp_path / "daemon.pid"
+    inject = ",".join(f"?{name}" for name in sorted(denied))
+    strace = ["strace", "-f", "-qq", "-o", str(trace), "-e", f"inject={inject}:error=EPERM"]
+    # sh writes the pid the daemon will have (exec keeps it), so SIGTERM goes to it, not to strace.
+    prefix = [*strace, "sh", "-c", 'echo $$ > "$0"; exec "$@"', str(pid_file)]
+    try:
+        types, code, stderr = wyoming_round_trip(prefix, loud_model_path, tmp_path, pid_file)
+    except AssertionError as error:
+        if "ptrace" in str(error):
+            pytest.skip(f"strace cannot trace here: {str(error)[:200]}")
+        raise
+    assert types == ["detection"], stderr
+    assert code == 0, stderr
+    used = set(re.findall(r"^\d+\s+([a-z0-9_]+)\(", trace.read_text(), flags=re.M))
+    assert {"bind", "listen", "accept4"} <= used, "strace did not see the server's sockets"
+    assert used - allowed == set(), f"outside @system-service: {sorted(used - allowed)}"
+    print(f"denied by the unit, failed with EPERM, survived: {sorted(used & denied)}")
+
+
 # --- scripts --------------------------------------------------------------------------------
 
 
@@ -326,6 +603,22 @@ def test_install_modes_plan_the_right_units(tmp_path):
     assert "wakeword-user.service /etc/systemd/user/wakeword.service" in user
     assert "/etc/systemd/system/wakeword.service" not in user
     assert "useradd" not in user and "hooks.env" not in user  # no system account, no root-only secrets
+    wyoming = plan("--wyoming")
+    assert f"{WYOMING_UNIT} /etc/systemd/system/{WYOMING_NAME}" in wyoming
+    assert f"{SYSTEM_UNIT} /etc/systemd/system/wakeword.service" in wyoming  # in addition to listen's
+    if not Path(f"/etc/systemd/system/{WYOMING_NAME}").exists():  # else a re-run updates it: planned
+        assert WYOMING_NAME not in plan()  # opt-in
+
+
+def test_install_refuses_wyoming_in_user_mode():
+    result = subprocess.run(
+        [str(DEPLOY / "install.sh"), "--dry-run", "--user", "--wyoming"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--wyoming" in result.stderr and result.stdout == ""  # refused before planning anything
 
 
 def test_install_rejects_unknown_options():

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -379,3 +380,99 @@ def test_without_the_wyoming_package_the_cli_loads_and_the_command_says_what_to_
     assert result.returncode != 0
     assert "pip install 'wakeword[integrations]'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# -- as a systemd service: the notify protocol over a real NOTIFY_SOCKET ------------------
+
+
+def notify_env(tmp_path: Path, notify_path: Path) -> dict[str, str]:
+    """What systemd gives a Type=notify service, plus a WatchdogSec= the unit does not have."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("WATCHDOG_PID", "INVOCATION_ID", "JOURNAL_STREAM")
+    }
+    env.update(
+        XDG_CONFIG_HOME=str(tmp_path),  # no user config
+        NOTIFY_SOCKET=str(notify_path),
+        WATCHDOG_USEC="2000000",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_wyoming_command_is_ready_only_when_serving_and_stops_cleanly(stop_signal, loud_model_path, tmp_path):
+    """READY=1 (STATUS= naming the model and the URI) comes when the port already answers: one
+    connection attempt right then, no retries, gets `info` for `describe`. The stop signal, with that
+    client still connected, gives STOPPING=1, a closed connection and exit code 0."""
+    pytest.importorskip("systemd.daemon", reason="systemd-python (the systemd extra) is not installed")
+    from tests.notify import NotifySocket
+
+    notify = NotifySocket()
+    port = free_port()
+    uri = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        wakeword_command("wyoming", "--uri", uri, "--model", str(loud_model_path)),
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        env=notify_env(tmp_path, notify.path),
+    )
+
+    async def describe_then_stop() -> tuple[Event | None, Event | None]:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(Describe().event())
+            answer = await client.read_event()
+            proc.send_signal(stop_signal)
+            return answer, await client.read_event()  # None: the server closed the connection
+
+    try:
+        ready = notify.wait_for("READY", "1", timeout=GUARD_S)
+        assert ready is not None, f"no READY=1 (exit code {proc.poll()})"
+        answer, after_stop = asyncio.run(asyncio.wait_for(describe_then_stop(), GUARD_S))
+        code = proc.wait(timeout=GUARD_S)
+        stopping = notify.wait_for("STOPPING", "1", timeout=5)
+        messages = [m for _, m in notify.snapshot()]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+    stderr = proc.stderr.read()
+
+    assert answer is not None and Info.is_type(answer.type)
+    assert [m.name for m in Info.from_event(answer).wake[0].models] == ["loud"]
+    status = ready[1]["STATUS"]
+    assert "loud" in status and uri in status
+    assert after_stop is None
+    assert stopping is not None and stopping[0] >= ready[0]
+    assert code == 0, stderr
+    assert not [m for m in messages if "WATCHDOG" in m]  # it has nothing to prove: no pings at all
+    assert "WatchdogSec=" in stderr  # ...and says that a unit expecting them is wrong
+
+
+def test_wyoming_command_that_cannot_listen_never_reports_ready(loud_model_path, tmp_path):
+    """The port is taken: no READY=1 (it is sent after binding, not before), a one-line error, exit 1."""
+    pytest.importorskip("systemd.daemon", reason="systemd-python (the systemd extra) is not installed")
+    from tests.notify import NotifySocket
+
+    notify = NotifySocket()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        uri = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        try:
+            result = subprocess.run(
+                wakeword_command("wyoming", "--uri", uri, "--model", str(loud_model_path)),
+                capture_output=True,
+                text=True,
+                cwd=REPO_ROOT,
+                env=notify_env(tmp_path, notify.path),
+                timeout=GUARD_S,
+            )
+            time.sleep(0.3)  # anything it sent has been read by then (local datagrams, 0.1 s polls)
+            messages = [m for _, m in notify.snapshot()]
+        finally:
+            notify.close()
+    assert result.returncode == 1
+    assert f"cannot listen on {uri}" in result.stderr.strip().splitlines()[-1]
+    assert not [m for m in messages if "READY" in m], messages

@@ -5,7 +5,8 @@ model is loaded and audio is flowing (so `systemctl start` returns only when wak
 heard), `heartbeat()` at least once a second from the processing loop, and `stopping()` on the
 way out. A watchdog ping is sent only while audio is being processed (seconds_processed grows):
 a stuck loop *or* a microphone that silently stopped delivering gets the service restarted,
-not merely a live process.
+not merely a live process. `wakeword wyoming` uses it too, for READY=1, STATUS= and STOPPING=1
+only (no watchdog: see wakeword/wyoming.py).
 
 Everything degrades to a no-op: without systemd-python, or when NOTIFY_SOCKET is unset (a
 terminal, a test, a container), the daemon runs exactly the same and sends nothing.
@@ -129,12 +130,16 @@ class SystemdLifecycle:
         self._last_status_at = self._clock()
         return f"STATUS={status}"
 
-    def ready(self, wake_words: Iterable[str]) -> None:
-        """Models loaded and audio flowing: systemctl start returns now."""
+    def ready(self, wake_words: Iterable[str], *, status: str | None = None) -> None:
+        """Models loaded and audio flowing: systemctl start returns now.
+
+        ``status`` replaces the STATUS= text (default: :func:`format_status`, what `listen` shows).
+        """
         with self._lock:
             self._wake_words = tuple(wake_words)
             self._last_counts = None
-            status = format_status(self._wake_words)
+            if status is None:
+                status = format_status(self._wake_words)
             self._last_ping = self._clock()
             self._send("READY=1", self._status_field(status), *self._watchdog_fields())
         log.info("ready: %s", status)

@@ -19,6 +19,15 @@ other clients.
 The ``wyoming`` package is the optional ``integrations`` extra: this module
 imports without it (the CLI registers the subcommand either way) and says how
 to install it when the server is started.
+
+As a service (deploy/wakeword-wyoming.service, Type=notify) the command speaks
+sd_notify through :class:`wakeword.service.SystemdLifecycle`: READY=1 with a
+STATUS= line once the socket is bound and accepting, STOPPING=1 on SIGTERM or
+SIGINT, which end it with exit code 0. Nothing is sent without NOTIFY_SOCKET.
+There is no watchdog, on purpose: an idle server is a healthy one, so there is
+no progress to prove (``listen`` pings only while audio is being processed),
+and a timer that pings while the event loop turns would keep pinging with an
+inference thread stuck, proving nothing the process being alive does not.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +68,7 @@ else:
 
 if TYPE_CHECKING:
     from wakeword.detector import Detection
+    from wakeword.service import SystemdLifecycle
 
 log = logging.getLogger(__name__)
 
@@ -275,11 +287,70 @@ async def start_server(uri: str, service: WakeService) -> AsyncServer:
     return server
 
 
-async def serve(uri: str, service: WakeService) -> None:
-    """Serve until cancelled or SIGTERM (the wyoming server handles the signal)."""
-    server = make_server(uri)
-    log.info("Wyoming server: serving %s on %s", ", ".join(service.names), uri)
-    await server.run(partial(WakeEventHandler, service))
+def serving_status(uri: str, names: Sequence[str]) -> str:
+    """The STATUS= line (and log line) once serving: what is served, and where."""
+    return f"Serving {', '.join(names)} to Wyoming clients on {uri}"
+
+
+async def serve(uri: str, service: WakeService, lifecycle: SystemdLifecycle | None = None) -> None:
+    """Serve until SIGTERM or SIGINT (or cancellation), then close every connection and return.
+
+    ``lifecycle.ready()`` is called once the socket is bound and accepting, never before, so
+    `systemctl start` returns only when a client can connect; ``lifecycle.stopping()`` on the way out.
+    Not ``AsyncServer.run()``: it binds and serves in one call, with no point in between to report
+    readiness, and handles SIGTERM only. Here both signals set one event, so nothing runs inside a
+    signal handler and Ctrl-C ends as cleanly (exit 0) as `systemctl stop`.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / no signals here
+            continue
+        installed.append(sig)
+    try:
+        server = await start_server(uri, service)  # bound and accepting once this returns
+        try:
+            status = serving_status(uri, service.names)
+            if lifecycle is not None:
+                lifecycle.ready(service.names, status=status)  # logs the status line too
+            else:
+                log.info("%s", status)
+            await stop.wait()
+            log.info("stopping (%s)", received[0] if received else "stop requested")
+        finally:
+            if lifecycle is not None:
+                lifecycle.stopping()
+            await server.stop()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def notify_lifecycle() -> SystemdLifecycle:
+    """sd_notify for the command: READY/STATUS/STOPPING, a no-op without NOTIFY_SOCKET, no watchdog.
+
+    See the module docstring for why there is no watchdog. WATCHDOG_USEC is hidden from the
+    lifecycle so it never sends WATCHDOG=1; a WatchdogSec= in the unit gets a warning, since
+    systemd would restart a healthy server every time it expired.
+    """
+    from wakeword.service import SystemdLifecycle, watchdog_interval_s
+
+    if os.environ.get("NOTIFY_SOCKET") and watchdog_interval_s() is not None:
+        log.warning(
+            "the service manager expects watchdog pings (WatchdogSec=), but `wakeword wyoming` sends "
+            "none: it will be restarted when the watchdog expires; remove WatchdogSec= from its unit"
+        )
+    env = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_USEC", "WATCHDOG_PID")}
+    return SystemdLifecycle(env=env)
 
 
 # -- command line ---------------------------------------------------------------------
@@ -345,10 +416,11 @@ def run_wyoming(args: argparse.Namespace) -> int:
     """``wakeword wyoming``: serve until interrupted; errors propagate as WakewordError."""
     _require_wyoming()
     service = service_from_args(args)
-    make_server(args.uri)  # validate the URI before logging that we serve it
+    make_server(args.uri)  # validate the URI before binding it
+    lifecycle = notify_lifecycle()
     try:
-        asyncio.run(serve(args.uri, service))
-    except KeyboardInterrupt:
+        asyncio.run(serve(args.uri, service, lifecycle))
+    except KeyboardInterrupt:  # Ctrl-C before the server's own signal handling was in place
         pass
     except OSError as exc:  # address in use, permission denied, bad socket path
         raise WakewordError(f"wyoming: cannot listen on {args.uri}: {exc.strerror or exc}") from exc
