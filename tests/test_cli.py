@@ -7,8 +7,11 @@ trained model and skip while it has not been trained.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -343,6 +346,166 @@ def test_listen_on_the_virtual_mic(virtual_mic: VirtualMic, loud_model_path: Pat
     assert proc.returncode == 0, stderr.decode()
     records = [json.loads(line) for line in stdout.decode().splitlines()]
     assert [r["wake_word"] for r in records] == ["loud", "loud"]
+
+
+# --------------------------------------------------------------------------- listen's stdout
+
+
+MANY = 200  # detections in `many_bursts`: more than StdoutSink's queue (100) plus a 4 KiB pipe of lines
+
+
+@pytest.fixture(scope="module")
+def many_bursts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200 noise bursts 0.7 s apart (the loud model's refractory period is 0.5 s): 200 detections."""
+    starts = [0.2 + 0.7 * i for i in range(MANY)]
+    return bursts_clip(tmp_path_factory.mktemp("cli") / "many.wav", starts, starts[-1] + 0.8, burst_s=0.3)
+
+
+def hook_config(path: Path, hook_log: Path) -> Path:
+    """A config whose one hook appends a line per detection (a high cap: --no-realtime fires fast)."""
+    path.write_text(
+        f"hooks:\n  - command: 'echo \"$WAKEWORD_STREAM_TIME\" >> {hook_log}'\n    max_concurrent: 100\n"
+    )
+    return path
+
+
+def listen_many(loud_model_path: Path, many_bursts: Path, config: Path, *extra: str) -> list[str]:
+    cmd = ["listen", "--no-realtime", "--config", str(config), "--model", str(loud_model_path)]
+    return [sys.executable, "-m", "wakeword.cli", *cmd, "--input", str(many_bursts), *extra]
+
+
+def test_listen_prints_every_detection_in_order_when_stdout_is_read(
+    loud_model_path: Path, many_bursts: Path, tmp_path: Path
+) -> None:
+    offline = json_lines(wakeword("detect", "--json", "--model", str(loud_model_path), str(many_bursts)))
+    assert len(offline) == MANY
+    hook_log = tmp_path / "hooks.log"
+    config = hook_config(tmp_path / "config.yaml", hook_log)
+    result = subprocess.run(
+        listen_many(loud_model_path, many_bursts, config, "--json"),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    assert "not being read" not in stderr and "not printed" not in stderr
+    live = json_lines(result)
+    assert [(r["wake_word"], r["frame"]) for r in live] == [(r["wake_word"], r["frame"]) for r in offline]
+    assert all(abs(a["time"] - b["time"]) <= FRAMES_PER_STEP_S for a, b in zip(live, offline, strict=True))
+    assert sorted(live[0]) == ["frame", "score", "time", "wake_word", "wall_time"]  # --json unchanged
+    assert len(hook_log.read_text().split()) == MANY
+
+    text = subprocess.run(
+        listen_many(loud_model_path, many_bursts, config), cwd=REPO_ROOT, capture_output=True, timeout=120
+    )
+    assert text.returncode == 0, text.stderr.decode()
+    pattern = re.compile(r"\d\d:\d\d:\d\d loud at (\d+\.\d\d) s \(score (\d\.\d{3})\)")
+    parsed = [pattern.fullmatch(line) for line in text.stdout.decode().splitlines()]
+    assert len(parsed) == len(live) and all(parsed), text.stdout.decode()[:500]
+    for match, record in zip(parsed, live, strict=True):  # the same detections, in the same order
+        assert abs(float(match.group(1)) - record["time"]) <= 0.006
+        assert float(match.group(2)) == pytest.approx(record["score"], abs=0.0006)
+
+
+def test_listen_never_blocks_on_a_stdout_that_is_not_read(
+    loud_model_path: Path, many_bursts: Path, tmp_path: Path
+) -> None:
+    """`wakeword listen | stuck-consumer`: a full pipe drops lines; detection, hooks and exit carry on."""
+    drained_log = tmp_path / "drained-hooks.log"
+    drained = subprocess.run(
+        listen_many(
+            loud_model_path, many_bursts, hook_config(tmp_path / "drained.yaml", drained_log), "--json"
+        ),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert drained.returncode == 0, drained.stderr.decode()
+    expected = json_lines(drained)
+    assert len(expected) == len(drained_log.read_text().split()) == MANY
+
+    hook_log = tmp_path / "stalled-hooks.log"
+    config = hook_config(tmp_path / "stalled.yaml", hook_log)
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)  # a few dozen lines fill it
+    err_path = tmp_path / "stderr.txt"
+    started = time.monotonic()
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(
+            listen_many(loud_model_path, many_bursts, config, "--json"),
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=err,
+        )
+    os.close(write_end)
+    try:
+        code = proc.wait(timeout=60)  # nobody reads the pipe while it runs
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    elapsed = time.monotonic() - started
+    os.set_blocking(read_end, False)
+    chunks = []
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+    os.close(read_end)
+    stderr = err_path.read_text()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr and "Fatal Python error" not in stderr
+    assert len(hook_log.read_text().split()) == len(expected)  # every detection still ran its hook
+    warnings = [line for line in stderr.splitlines() if "stdout is not being read" in line]
+    assert len(warnings) == 1, stderr
+    assert " WARNING " in warnings[0] and "dropped 1 detection line(s) so far" in warnings[0]
+    # What did reach the pipe is whole lines, the first ones, in order; the rest is accounted for.
+    printed = [json.loads(line) for line in b"".join(chunks).decode().splitlines()]
+    assert 0 < len(printed) < len(expected) - 100
+    assert [r["frame"] for r in printed] == [r["frame"] for r in expected[: len(printed)]]
+    total = re.search(
+        r"stdout still not read at exit: gave up on \d+ queued detection line\(s\); (\d+) not", stderr
+    )
+    assert total, stderr
+    assert len(printed) + int(total.group(1)) == len(expected)
+    print(f"\nstalled stdout: {len(printed)} lines printed of {len(expected)}, exited in {elapsed:.1f} s")
+
+
+def test_listen_exits_quietly_when_stdout_is_closed(loud_model_path: Path, tmp_path: Path) -> None:
+    """`wakeword listen | head -n 1`: the next detection after the reader is gone ends listen, exit 0."""
+    clip = bursts_clip(tmp_path / "clip.wav", [0.3 + 0.7 * i for i in range(80)], 60.0, burst_s=0.3)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wakeword.cli",
+            "listen",
+            "--model",
+            str(loud_model_path),
+            "--input",
+            str(clip),
+        ],
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        first = proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away after one line, as `head -n 1` does
+        proc.wait(timeout=30)  # well before the 60 s of real-time input end
+        stderr = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert b"loud at " in first
+    assert proc.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr and b"Exception ignored" not in stderr
+    assert b"end of input" not in stderr
 
 
 # --------------------------------------------------------------------------- the shipped model

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from dataclasses import replace
@@ -229,6 +230,7 @@ def format_detection(detection: Detection, *, file: str | None = None, as_json: 
 def cmd_listen(args: argparse.Namespace) -> int:
     from wakeword.hooks import HookSettings
     from wakeword.listen import run_listen, source_for
+    from wakeword.output import StdoutSink
     from wakeword.service import SystemdLifecycle
 
     def configure() -> Config:
@@ -247,13 +249,22 @@ def cmd_listen(args: argparse.Namespace) -> int:
     if not args.realtime and config.audio.input in (None, "-"):
         log.warning("--no-realtime only applies to --input FILE; ignoring it")
     source = source_for(config, realtime=args.realtime)
-    return run_listen(
-        config,
-        lifecycle=SystemdLifecycle(status_interval_s=config.service.status_interval_s),
-        on_detection=lambda d: _print_line(format_detection(d, as_json=args.json)),
-        reload_config=configure,
-        source=source,
-    )
+    stop = threading.Event()
+    stdout = StdoutSink(on_broken=stop.set)  # a closed stdout ends `listen` (as `| head` expects)
+    try:
+        code = run_listen(
+            config,
+            lifecycle=SystemdLifecycle(status_interval_s=config.service.status_interval_s),
+            stop_event=stop,
+            on_detection=lambda d: stdout.write(format_detection(d, as_json=args.json)),
+            reload_config=configure,
+            source=source,
+        )
+    finally:
+        stdout.close()
+    if stdout.broken:
+        raise BrokenPipeError("stdout was closed")  # main() makes it a quiet exit 0, as before
+    return code
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
