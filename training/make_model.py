@@ -382,8 +382,12 @@ def make_model(config: RunConfig, output_dir: Path, work: Path, data_dir: Path, 
             else {}
         )
     else:
-        synth = stages.run("synthesise", [config.word, config.synth_profile, config.seed],
-                           lambda: synthesise(config, data_dir))  # fmt: skip
+        from training.synthesize_data import PROFILES
+
+        # The profile's counts are part of the key: a recipe with more clips synthesises the missing
+        # ones (existing clips are reused, their names are stable) instead of skipping the stage.
+        synth_key = [config.word, config.synth_profile, config.seed, asdict(PROFILES[config.synth_profile])]
+        synth = stages.run("synthesise", synth_key, lambda: synthesise(config, data_dir))
     digest = ds.manifest_digest(manifest)
     parts_info = stages.run(
         "dataset",
