@@ -94,7 +94,8 @@ def profile_config(word: str, name: str, profile: str, train_minutes: float | No
         # Measured from scratch on the 2-core box (one `make model`, 42 min): synthesis 6 min, dataset 2,
         # training 27 (2.5 steps/s), mining 6, evaluation 1.5; the time budgets are the ceiling on a
         # slower machine. Tried and not kept: 6,000 steps on 40,000 clips plus three mining rounds of
-        # 6 h each (66 min) gave no better figures (FRR 12.4% vs 11.8% at <= 0.5 FA/h).
+        # 6 h each (66 min) gave no better figures (FRR 12.4% vs 11.8% at <= 0.5 FA/h); nor did twice
+        # the positives (synthesis profile doubled, 41 min: 11.7% vs 11.0% on that larger evaluation set).
         budget = (train_minutes or 40.0) * 60.0
         return RunConfig(
             word=word,
