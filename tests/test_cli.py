@@ -33,10 +33,15 @@ FRAMES_PER_STEP_S = 8 * 0.01  # the loud model's frames_per_step at a 10 ms hop
 virtual_mic = make_virtual_mic_fixture(scope="module")
 
 
+def cli_command(*args: str) -> list[str]:
+    """``python -m wakeword.cli ARGS``: the console script's main, from this checkout."""
+    return [sys.executable, "-m", "wakeword.cli", *args]
+
+
 def wakeword(*args: str, env: dict[str, str] | None = None, input: bytes | None = None, timeout: float = 120):
-    """Run ``python -m wakeword.cli ARGS`` (the console script's main) and capture everything."""
+    """Run :func:`cli_command` and capture everything."""
     return subprocess.run(
-        [sys.executable, "-m", "wakeword.cli", *args],
+        cli_command(*args),
         cwd=REPO_ROOT,
         env=env,
         input=input,
@@ -260,16 +265,7 @@ def test_listen_hook_flag_runs_the_command(loud_model_path: Path, bursts: Path, 
 def test_listen_sigterm_exits_0(loud_model_path: Path, tmp_path: Path) -> None:
     long_clip = bursts_clip(tmp_path / "long.wav", [], 120.0)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wakeword.cli",
-            "listen",
-            "--model",
-            str(loud_model_path),
-            "--input",
-            str(long_clip),
-        ],
+        cli_command("listen", "--model", str(loud_model_path), "--input", str(long_clip)),
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -313,17 +309,7 @@ def test_devices_lists_the_virtual_mic(virtual_mic: VirtualMic) -> None:
 def test_listen_on_the_virtual_mic(virtual_mic: VirtualMic, loud_model_path: Path, tmp_path: Path) -> None:
     clip = bursts_clip(tmp_path / "clip.wav", [0.3, 1.6], 2.5)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wakeword.cli",
-            "listen",
-            "--json",
-            "--model",
-            str(loud_model_path),
-            "--device",
-            "pulse",
-        ],
+        cli_command("listen", "--json", "--model", str(loud_model_path), "--device", "pulse"),
         cwd=REPO_ROOT,
         env=virtual_mic.env,
         stdout=subprocess.PIPE,
@@ -371,7 +357,7 @@ def hook_config(path: Path, hook_log: Path) -> Path:
 
 def listen_many(loud_model_path: Path, many_bursts: Path, config: Path, *extra: str) -> list[str]:
     cmd = ["listen", "--no-realtime", "--config", str(config), "--model", str(loud_model_path)]
-    return [sys.executable, "-m", "wakeword.cli", *cmd, "--input", str(many_bursts), *extra]
+    return cli_command(*cmd, "--input", str(many_bursts), *extra)
 
 
 def test_listen_prints_every_detection_in_order_when_stdout_is_read(
@@ -478,16 +464,7 @@ def test_listen_exits_quietly_when_stdout_is_closed(loud_model_path: Path, tmp_p
     """`wakeword listen | head -n 1`: the next detection after the reader is gone ends listen, exit 0."""
     clip = bursts_clip(tmp_path / "clip.wav", [0.3 + 0.7 * i for i in range(80)], 60.0, burst_s=0.3)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wakeword.cli",
-            "listen",
-            "--model",
-            str(loud_model_path),
-            "--input",
-            str(clip),
-        ],
+        cli_command("listen", "--model", str(loud_model_path), "--input", str(clip)),
         cwd=REPO_ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
