@@ -5,6 +5,7 @@
 #   sudo deploy/install.sh                   # system service (headless box, Raspberry Pi)
 #   sudo deploy/install.sh --allow-network   # + drop-in that lets hooks/MQTT reach the LAN
 #   sudo deploy/install.sh --wyoming         # + wakeword-wyoming.service for Home Assistant
+#   sudo deploy/install.sh --wyoming-only    # only wakeword-wyoming.service (a box without a microphone)
 #   sudo deploy/install.sh --user            # desktop: user unit for your PipeWire/PulseAudio session
 #   deploy/install.sh --dry-run              # print what would be done, change nothing
 #
@@ -14,11 +15,13 @@
 #   2. /opt/wakeword/venv with this project and its systemd + integrations extras
 #   3. the shipped model -> /opt/wakeword/venv/share/wakeword/models (the unit's WAKEWORD_MODEL_DIR)
 #   4. hooks -> /opt/wakeword/hooks, a chime -> /opt/wakeword/share/chime.wav
-#   5. system user "wakeword" (no login, no home) in group "audio"
+#   5. system user "wakeword" (no login, no home) in group "audio" (not with --wyoming-only)
 #   6. /etc/wakeword/config.yaml from deploy/config.example.yaml and an empty hooks.env
 #   7. /etc/systemd/system/wakeword.service, enabled and (re)started when systemd is PID 1;
 #      with --wyoming also /etc/systemd/system/wakeword-wyoming.service (a re-run without
-#      --wyoming updates an installed one and restarts it if it runs)
+#      --wyoming updates an installed one and restarts it if it runs); --wyoming-only installs
+#      that one instead of wakeword.service (a re-run updates an installed wakeword.service
+#      and restarts it if it runs, but never installs or enables it)
 set -euo pipefail
 
 PREFIX=/opt/wakeword
@@ -37,12 +40,13 @@ src=$(cd "$here/.." && pwd)
 mode=system
 allow_network=no
 wyoming=no
+listen=yes
 dry_run=no
 enable=yes
 
 usage() {
-  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-  echo "Options: --user  --allow-network  --wyoming  --no-enable  --dry-run  -h|--help"
+  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  echo "Options: --user  --allow-network  --wyoming  --wyoming-only  --no-enable  --dry-run  -h|--help"
 }
 
 while [ $# -gt 0 ]; do
@@ -51,6 +55,7 @@ while [ $# -gt 0 ]; do
     --system) mode=system ;;
     --allow-network) allow_network=yes ;;
     --wyoming) wyoming=yes ;;
+    --wyoming-only) wyoming=yes; listen=no ;;
     --no-enable) enable=no ;;
     --dry-run|-n) dry_run=yes ;;
     -h|--help) usage; exit 0 ;;
@@ -62,7 +67,11 @@ done
 say() { echo "wakeword-install: $*" >&2; }
 
 if [ "$mode" = user ] && [ "$wyoming" = yes ]; then
-  echo "install.sh: --wyoming installs a system unit; it does not go with --user" >&2
+  echo "install.sh: --wyoming and --wyoming-only install a system unit; they do not go with --user" >&2
+  exit 2
+fi
+if [ "$listen" = no ] && [ "$allow_network" = yes ]; then
+  echo "install.sh: --allow-network opens wakeword.service, which --wyoming-only does not install" >&2
   exit 2
 fi
 
@@ -139,11 +148,19 @@ sf.write(sys.argv[1], np.concatenate(tones).astype(np.float32), rate, subtype="P
 ' "$PREFIX/share/chime.wav"
 fi
 
-# 5. The service account (system mode only): no login, no home, member of "audio".
+# 5. The service account (system mode only): no login, no home, member of "audio" for the
+#    microphone. --wyoming-only leaves "audio" out: the Wyoming server opens no sound device (a
+#    later install with the listen unit adds the group).
 if [ "$mode" = system ]; then
   if ! getent passwd "$SERVICE_USER" >/dev/null; then
-    run useradd --system --user-group --groups audio --home-dir /nonexistent --no-create-home \
+    groups=()
+    if [ "$listen" = yes ]; then
+      groups=(--groups audio)
+    fi
+    run useradd --system --user-group "${groups[@]}" --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin --comment "wakeword daemon" "$SERVICE_USER"
+  elif [ "$listen" = no ]; then
+    say "user $SERVICE_USER exists"
   elif ! id -nG "$SERVICE_USER" | tr ' ' '\n' | grep -qx audio; then
     run usermod --append --groups audio "$SERVICE_USER"
   else
@@ -172,8 +189,16 @@ if [ "$mode" = system ]; then
 fi
 
 # 7. The unit(s). The Wyoming one is opt-in; once installed, a re-run keeps it up to date.
+#    --wyoming-only skips the listen unit, but keeps an installed one up to date the same way.
 if [ "$mode" = system ]; then
-  run install -m 0644 "$here/wakeword.service" "$SYSTEM_UNIT"
+  listen_update=no
+  if [ "$listen" = yes ]; then
+    run install -m 0644 "$here/wakeword.service" "$SYSTEM_UNIT"
+  elif [ -e "$SYSTEM_UNIT" ]; then
+    say "updating $SYSTEM_UNIT from an earlier install (--wyoming-only neither enables nor starts it)"
+    run install -m 0644 "$here/wakeword.service" "$SYSTEM_UNIT"
+    listen_update=yes
+  fi
   wyoming_update=no
   if [ "$wyoming" = no ] && [ -e "$WYOMING_UNIT" ]; then
     say "updating $WYOMING_UNIT from an earlier --wyoming (uninstall.sh removes it)"
@@ -191,9 +216,13 @@ if [ "$mode" = system ]; then
   if systemd_running; then
     run systemctl daemon-reload
     if [ "$enable" = yes ]; then
-      run systemctl enable wakeword.service
-      run systemctl restart wakeword.service
-      say "started: systemctl status wakeword; journalctl -u wakeword -f"
+      if [ "$listen" = yes ]; then
+        run systemctl enable wakeword.service
+        run systemctl restart wakeword.service
+        say "started: systemctl status wakeword; journalctl -u wakeword -f"
+      elif [ "$listen_update" = yes ]; then
+        run systemctl try-restart wakeword.service
+      fi
       if [ "$wyoming" = yes ]; then
         run systemctl enable wakeword-wyoming.service
         run systemctl restart wakeword-wyoming.service
@@ -205,7 +234,9 @@ if [ "$mode" = system ]; then
     fi
   else
     units=wakeword
-    if [ "$wyoming" = yes ]; then
+    if [ "$listen" = no ]; then
+      units=wakeword-wyoming
+    elif [ "$wyoming" = yes ]; then
       units="wakeword wakeword-wyoming"
     fi
     say "systemd is not PID 1 here (a container or chroot?): unit installed, not enabled or started."

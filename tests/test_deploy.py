@@ -242,6 +242,10 @@ WYOMING_DIFFERENCES = {
     "PrivateDevices",
     "PrivateUsers",
     "MemoryDenyWriteExecute",
+    # /run/wakeword for `--uri unix:///run/wakeword/wyoming.sock`: `listen` binds no socket. It
+    # loosens nothing the other unit restricts: only that directory becomes writable.
+    "RuntimeDirectory",
+    "RuntimeDirectoryMode",
 }
 
 
@@ -326,6 +330,39 @@ def test_wyoming_unit_has_the_system_units_sandbox():
     assert {key: wyoming.get(key) for key in same} == same
     extra = set(wyoming) - set(system)
     assert extra <= WYOMING_DIFFERENCES, f"not in wakeword.service: {sorted(extra - WYOMING_DIFFERENCES)}"
+
+
+def readme_unix_socket_dropin() -> str:
+    """The `systemctl edit wakeword-wyoming` drop-in in README.md that serves a Unix socket."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```ini\n(.*?)^```$", readme, flags=re.M | re.S)
+    (block,) = [b for b in blocks if "--uri unix://" in b]
+    return block
+
+
+@needs_systemd_analyze
+def test_wyoming_unit_serves_the_readme_unix_socket_in_its_runtime_directory(tmp_path):
+    """README's drop-in for unix:///run/wakeword/wyoming.sock is valid, and the unit creates the
+    socket's directory (/run is read-only under ProtectSystem=strict, and /run/wakeword would not
+    exist otherwise)."""
+    from wakeword.cli import build_parser
+
+    dropin = tmp_path / "unix.conf"
+    dropin.write_text(readme_unix_socket_dropin())
+    assert verify_output(WYOMING_UNIT, tmp_path, dropin=dropin, name=WYOMING_NAME) == ""
+    settings = unit_settings(dropin)
+    assert settings["ExecStart"][0] == ""  # clears the unit's command before setting its own
+    (unit_command,) = unit_settings(WYOMING_UNIT)["ExecStart"]
+    uri = "unix:///run/wakeword/wyoming.sock"
+    assert settings["ExecStart"][1] == unit_command.replace("tcp://127.0.0.1:10400", uri)
+    args = build_parser().parse_args(settings["ExecStart"][1].split()[1:])
+    assert args.uri == uri
+
+    s = unit_settings(WYOMING_UNIT)
+    socket_dir = Path(uri.removeprefix("unix://")).parent
+    assert s["RuntimeDirectory"] == [socket_dir.name] and socket_dir.parent == Path("/run")
+    # Traversable by everyone: who may connect is the socket file's own mode (UMask=0077: owner only).
+    assert s["RuntimeDirectoryMode"] == ["0755"] and s["UMask"] == ["0077"]
 
 
 def install_variables(script: str) -> dict[str, str]:
@@ -608,6 +645,51 @@ def test_install_modes_plan_the_right_units(tmp_path):
     assert f"{SYSTEM_UNIT} /etc/systemd/system/wakeword.service" in wyoming  # in addition to listen's
     if not Path(f"/etc/systemd/system/{WYOMING_NAME}").exists():  # else a re-run updates it: planned
         assert WYOMING_NAME not in plan()  # opt-in
+
+
+def test_install_wyoming_only_plans_the_package_and_only_the_wyoming_unit():
+    """--wyoming-only: venv, model, config and wakeword-wyoming.service; no listen unit, and (for a
+    new account) no "audio" group. --wyoming keeps its meaning: both units."""
+
+    def plan(*flags: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(DEPLOY / "install.sh"), "--dry-run", *flags], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        return result
+
+    only = plan("--wyoming-only")
+    both = plan("--wyoming")
+    for result in (only, both):
+        assert "pip install --quiet /" in result.stdout and "[systemd" in result.stdout  # the package
+        assert "/etc/wakeword/hooks.env" in result.stdout or Path("/etc/wakeword/hooks.env").exists()
+        assert f"{WYOMING_UNIT} /etc/systemd/system/{WYOMING_NAME}" in result.stdout
+    assert f"{SYSTEM_UNIT} /etc/systemd/system/wakeword.service" in both.stdout
+    if not Path("/etc/systemd/system/wakeword.service").exists():  # else a re-run updates it
+        assert "wakeword.service" not in only.stdout
+    # Neither enabled nor started: when systemd is PID 1 the plan enables only the Wyoming unit,
+    # otherwise the hint names only that unit.
+    assert "enable wakeword.service" not in only.stdout and "restart wakeword.service" not in only.stdout
+    if "systemctl enable" in only.stdout:
+        assert "systemctl enable wakeword-wyoming.service" in only.stdout
+    else:
+        assert only.stderr.count("enable --now wakeword-wyoming\n") == 1
+        assert "enable --now wakeword wakeword-wyoming" in both.stderr
+    if "useradd" in both.stdout:  # no wakeword account on this machine yet
+        assert "--groups audio" in both.stdout
+        assert "useradd" in only.stdout and "--groups audio" not in only.stdout
+
+
+@pytest.mark.parametrize("flags", [["--user"], ["--allow-network"]], ids=lambda f: f[0])
+def test_install_refuses_wyoming_only_with_flags_for_the_listen_unit(flags):
+    result = subprocess.run(
+        [str(DEPLOY / "install.sh"), "--dry-run", "--wyoming-only", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--wyoming-only" in result.stderr and result.stdout == ""  # refused before planning anything
 
 
 def test_install_refuses_wyoming_in_user_mode():
