@@ -55,6 +55,13 @@ def _get(d: dict, *keys):
     return d
 
 
+def document(intro: str, table: list[str], notes: list[str]) -> str:
+    """`intro`, a blank line, the table's lines with nothing between them, then each non-empty note
+    as its own paragraph. The table ends where its block ends (by position, never by searching for
+    its last row's text), so a row may repeat an earlier row or a note word for word."""
+    return "\n".join([intro, "", *table]) + "\n\n" + "\n\n".join(n for n in notes if n) + "\n"
+
+
 def markdown(results: dict) -> str:
     """The table for README.md and the issue."""
     meta = results["meta"]
@@ -228,15 +235,12 @@ def markdown(results: dict) -> str:
             },
         )
     ev = acc.get("eval_set", {})
-    lines = [
+    intro = (
         f"Benchmark of {meta['date']} on {meta['machine']['cpu']} ({meta['machine']['cores']} cores, "
         f"shared), commit {meta['commit']}, model: {meta['model_label']}"
-        f"{' (QUICK smoke run)' if meta['quick'] else ''}.",
-        "",
-        header,
-        rule,
-        *rows,
-        "",
+        f"{' (QUICK smoke run)' if meta['quick'] else ''}."
+    )
+    notes = [
         "Operating points: ours at the model's shipped detector settings; PocketSphinx at kws_threshold "
         f"{meta.get('ps_default_threshold', 1e-20):g}. CPU figures are process CPU time (user+sys) "
         "in a child per engine, medians of repeats; wall-time figures (startup) are disturbed by other "
@@ -255,15 +259,14 @@ def markdown(results: dict) -> str:
     ]
     if ev:
         counts, hours = ev.get("counts", {}), ev.get("hours", {})
-        lines.append(
+        notes.append(
             f"Evaluation audio ({ev.get('source')}): {counts.get('positive', 0)} positives, "
             f"{counts.get('confusable', 0)} confusables, {hours.get('negative', 0):.2f} h negatives, "
             f"{counts.get('real_speech', 0)} real-speech files ({hours.get('real_speech', 0):.2f} h). "
             + " ".join(n.rstrip(".") + "." for n in ev.get("notes", []))
         )
     for note in meta.get("notes", []):
-        lines.append(f"- {note}")
+        notes.append(f"- {note}")
     for name, err in results.get("errors", {}).items():
-        lines.append(f"- section {name} failed: {err}")
-    table_end = lines.index(rows[-1]) + 1
-    return "\n".join(lines[:table_end]) + "\n\n" + "\n\n".join(x for x in lines[table_end:] if x) + "\n"
+        notes.append(f"- section {name} failed: {err}")
+    return document(intro, [header, rule, *rows], notes)

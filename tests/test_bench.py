@@ -3,7 +3,7 @@
 No timing is asserted (timings live in bench/results, not in tests). The audio is
 synthesised here with espeak-ng; the model is the "loud" test model, which fires
 on any loud audio, so every stage (streaming, threshold sweep, latency, the peers,
-the live daemon) has real detections to count.
+the live daemon) has real detections to count. The last tests check the Markdown report's layout.
 """
 
 from __future__ import annotations
@@ -114,3 +114,57 @@ def test_quick_bench_writes_valid_results(eval_manifest: Path, loud_model_path: 
             assert sections["speed"]["engines"][peer]["cpu_s_per_audio_hour"] > 0
         else:
             assert results["meta"]["unavailable"][peer]
+
+
+def table_blocks(text: str) -> list[list[str]]:
+    """Runs of consecutive `|` lines, as a Markdown reader sees tables."""
+    blocks: list[list[str]] = []
+    previous_was_row = False
+    for line in text.splitlines():
+        is_row = line.startswith("|")
+        if is_row and previous_was_row:
+            blocks[-1].append(line)
+        elif is_row:
+            blocks.append([line])
+        previous_was_row = is_row
+    return blocks
+
+
+def test_table_ends_by_position_when_its_last_row_repeats_earlier_text(tmp_path: Path) -> None:
+    """The last row repeats an earlier row and a note word for word: the whole table still comes
+    out as one block, with the notes after it (searching for the last row's text cut it short)."""
+    from bench.report import document
+
+    table = [
+        "| | ours | target |",
+        "|---|---|---|",
+        "| FRR | n/a | |",
+        "| RSS | 75 | <= 80 |",
+        "| FRR | n/a | |",
+    ]
+    notes = ["First note.", "", "| FRR | n/a | |"]
+    readme = tmp_path / "README.md"
+    readme.write_text("# Benchmarks\n\n" + document("Benchmark of today.", table, notes))
+
+    text = readme.read_text()
+    assert table_blocks(text) == [table, ["| FRR | n/a | |"]]  # the table, then the note on its own
+    assert text.endswith("| FRR | n/a | |\n\nFirst note.\n\n| FRR | n/a | |\n")
+
+
+def test_markdown_keeps_every_row_in_one_table() -> None:
+    from bench.report import markdown
+
+    meta = {
+        "date": "2026-01-01",
+        "machine": {"cpu": "test CPU", "cores": 2},
+        "commit": "abc1234",
+        "model_label": "test model",
+        "quick": True,
+        "engines": ["ours"],
+        "notes": ["a note"],
+    }
+    text = markdown({"meta": meta, "sections": {}, "errors": {"live": "boom"}})
+    (table,) = table_blocks(text)
+    assert table[0].startswith("| | wakeword (ours) |") and table[1].startswith("|---|")
+    assert table[-1].startswith("| Pi Zero 2 W CPU % of one core")
+    assert text.endswith("\n\n- a note\n\n- section live failed: boom\n")
