@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -483,6 +484,177 @@ def test_listen_exits_quietly_when_stdout_is_closed(loud_model_path: Path, tmp_p
     assert proc.returncode == 0, stderr.decode()
     assert b"Traceback" not in stderr and b"Exception ignored" not in stderr
     assert b"end of input" not in stderr
+
+
+# --------------------------------------------------------------------------- listen's stderr (logging)
+
+#: One log line as the daemons write it on stderr (service.setup_logging's format).
+LOG_LINE = re.compile(r"\S+ \S+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) wakeword[.\w]*: .*")
+DROPPED_LOGS = re.compile(r"stderr was not being read \(is the consumer stuck\?\): dropped (\d+) log line")
+
+
+def small_pipe() -> tuple[int, int]:
+    """A pipe that holds 4 KiB: a few dozen log lines fill it."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    return read_end, write_end
+
+
+def log_lines(data: bytes) -> list[str]:
+    """Log lines from stderr bytes, checking that every one is a whole, well-formed line."""
+    text = data.decode()
+    assert "Traceback" not in text and "Logging error" not in text and "Fatal Python error" not in text
+    assert not text or text.endswith("\n"), text[-300:]
+    lines = text.splitlines()
+    assert all(LOG_LINE.fullmatch(line) for line in lines), text[:2000]
+    return lines
+
+
+def detected_times(lines: list[str]) -> list[float]:
+    return [
+        float(m.group(1))
+        for line in lines
+        if (m := re.search(r" detected loud \(score .*\) at (\S+) s$", line))
+    ]
+
+
+def test_listen_never_blocks_on_a_stderr_that_is_not_read(
+    loud_model_path: Path, many_bursts: Path, tmp_path: Path
+) -> None:
+    """`wakeword -v listen 2>&1 | stuck-consumer`: log lines past the queue are dropped; hooks, exit go on."""
+    hook_log = tmp_path / "hooks.log"
+    config = hook_config(tmp_path / "config.yaml", hook_log)
+    read_end, write_end = small_pipe()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        listen_many(loud_model_path, many_bursts, config, "-v"),  # 2+ log lines per detection
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=write_end,
+    )
+    os.close(write_end)
+    try:
+        code = proc.wait(timeout=60)  # nobody reads stderr while it runs
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    elapsed = time.monotonic() - started
+    os.set_blocking(read_end, False)
+    chunks = []
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+    os.close(read_end)
+    lines = log_lines(b"".join(chunks))
+    assert code == 0, "\n".join(lines)
+    assert len(hook_log.read_text().split()) == MANY  # every detection still ran its hook
+    # What reached the pipe is the first lines, whole and in order; the rest was dropped.
+    assert 10 < len(lines) < 2 * MANY
+    times = detected_times(lines)
+    assert times and times == sorted(times) and len(times) < MANY
+    assert not any("end of input" in line for line in lines)
+    print(f"\nstalled stderr: {len(lines)} log lines written, exited in {elapsed:.1f} s")
+
+
+def test_listen_reports_dropped_log_lines_once_stderr_is_read_again(
+    loud_model_path: Path, many_bursts: Path, tmp_path: Path
+) -> None:
+    """All detections run while stderr is stuck; once it is read, one warning counts the dropped lines."""
+    audio, _ = sf.read(many_bursts, dtype="int16")
+    pcm = audio.astype("<i2").tobytes()
+
+    def listen(hook_log: Path) -> list[str]:
+        config = hook_config(tmp_path / f"{hook_log.stem}.yaml", hook_log)
+        return cli_command(
+            "-v", "listen", "--config", str(config), "--model", str(loud_model_path), "--input", "-"
+        )
+
+    reference = subprocess.run(
+        listen(tmp_path / "reference.log"), cwd=REPO_ROOT, input=pcm, capture_output=True, timeout=120
+    )
+    assert reference.returncode == 0, reference.stderr.decode()
+    expected = log_lines(reference.stderr)
+    assert len(detected_times(expected)) == MANY
+
+    hook_log = tmp_path / "stalled.log"
+    read_end, write_end = small_pipe()
+    proc = subprocess.Popen(
+        listen(hook_log),
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=write_end,
+    )
+    os.close(write_end)
+    received: list[bytes] = []
+
+    def drain() -> None:
+        while chunk := os.read(read_end, 65536):
+            received.append(chunk)
+
+    def feed() -> None:  # all the audio, as fast as listen takes it; stdin stays open
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(pcm)
+            proc.stdin.flush()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    reader = threading.Thread(target=drain, daemon=True)
+    try:
+        feeder.start()
+        deadline = time.monotonic() + 60
+        while (
+            time.monotonic() < deadline
+            and len(hook_log.read_text().split() if hook_log.exists() else []) < MANY
+        ):
+            time.sleep(0.1)
+        assert len(hook_log.read_text().split()) == MANY  # all of it while nobody read stderr
+        assert proc.poll() is None  # still waiting for more audio on stdin
+        feeder.join(timeout=30)
+        reader.start()  # stderr is read again ...
+        time.sleep(0.5)
+        proc.stdin.close()  # ... and the input ends
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    os.close(read_end)
+    lines = log_lines(b"".join(received))
+    assert code == 0, "\n".join(lines)
+    warnings = [(i, m) for i, line in enumerate(lines) if (m := DROPPED_LOGS.search(line))]
+    assert len(warnings) == 1, "\n".join(lines)
+    at, match = warnings[0]
+    assert " WARNING wakeword.output: " in lines[at]
+    assert any("end of input" in line for line in lines[at + 1 :])  # logging carried on after it
+    # Nothing lost silently: every line of the reference run was written or counted as dropped.
+    assert len(lines) - 1 + int(match.group(1)) == len(expected)
+    times = detected_times(lines)
+    assert times == sorted(times) and 0 < len(times) < MANY
+
+
+def test_listen_2_to_1_into_a_closed_pipe_exits_quietly(loud_model_path: Path, tmp_path: Path) -> None:
+    """`wakeword -v listen 2>&1 | head -n 1`: the reader goes away, listen ends at the next detection: 0."""
+    clip = bursts_clip(tmp_path / "clip.wav", [0.3 + 0.7 * i for i in range(80)], 60.0, burst_s=0.3)
+    proc = subprocess.Popen(
+        cli_command("-v", "listen", "--model", str(loud_model_path), "--input", str(clip)),
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        code = proc.wait(timeout=30)  # well before the 60 s of real-time input end
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert LOG_LINE.fullmatch(first.decode().rstrip("\n")), first
+    assert code == 0
 
 
 # --------------------------------------------------------------------------- the shipped model

@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- helpers
 
 
+#: Long-running commands: their loop logs through a queue, so a stderr nobody reads cannot stall it.
+DAEMONS = ("listen", "wyoming")
+
+
 def _setup_logging(args: argparse.Namespace, default: int) -> None:
     from wakeword.service import setup_logging
 
@@ -181,7 +185,7 @@ def _setup_logging(args: argparse.Namespace, default: int) -> None:
         level = max(default, logging.WARNING)
     else:
         level = default
-    setup_logging(level)
+    setup_logging(level, nonblocking=args.command in DAEMONS)
 
 
 def _load_config(args: argparse.Namespace) -> Config:
@@ -245,7 +249,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
     config = configure()
     if not args.verbose and not args.quiet:
-        _setup_logging(args, _config_level(config))
+        logging.getLogger().setLevel(_config_level(config))  # main() set up the handler
     if not args.realtime and config.audio.input in (None, "-"):
         log.warning("--no-realtime only applies to --input FILE; ignoring it")
     source = source_for(config, realtime=args.realtime)
@@ -327,12 +331,17 @@ def _error(exc: BaseException) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see EXIT_CODES)."""
+    from wakeword.service import finish_logging
+
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on a usage error
     verbose = bool(args.verbose)
     try:
-        _setup_logging(args, logging.INFO if args.command in ("listen", "wyoming") else logging.WARNING)
-        return int(args.func(args) or 0)
+        _setup_logging(args, logging.INFO if args.command in DAEMONS else logging.WARNING)
+        try:
+            return int(args.func(args) or 0)
+        finally:  # queued log lines first, then any error line (waits at most ~1.5 s for stderr)
+            finish_logging()
     except WakewordError as exc:
         if verbose:
             traceback.print_exc()

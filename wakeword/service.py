@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from wakeword.output import StderrLogHandler
+
 log = logging.getLogger(__name__)
 
 #: Seconds between two STATUS= updates that only refresh counters (a detection is sent at once).
@@ -240,12 +242,19 @@ def running_under_systemd(env: Mapping[str, str] | None = None) -> bool:
 
 
 def setup_logging(
-    level: int = logging.INFO, *, env: Mapping[str, str] | None = None, stream: Any = None
+    level: int = logging.INFO,
+    *,
+    env: Mapping[str, str] | None = None,
+    stream: Any = None,
+    nonblocking: bool = False,
 ) -> str:
     """Send the root logger to journald when systemd started us, else to stderr.
 
     JournalHandler silently drops messages when journald is absent, so it is used only when the
     environment says a service manager (and so a journal) is there. Returns "journal" or "stderr".
+    ``nonblocking`` (the daemons): stderr is written by a thread through a bounded queue
+    (:class:`wakeword.output.StderrLogHandler`), so a stderr nobody reads cannot stall the caller;
+    call :func:`finish_logging` before exiting to write out what is queued.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -264,9 +273,17 @@ def setup_logging(
             handler.setFormatter(logging.Formatter("%(message)s"))
             target = "journal"
     if handler is None:
-        handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+        stream = sys.stderr if stream is None else stream
+        handler = StderrLogHandler(stream) if nonblocking else logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler._wakeword = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
     return target
+
+
+def finish_logging() -> None:
+    """Write out what a nonblocking :func:`setup_logging` still has queued (waits at most ~1.5 s)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, StderrLogHandler):
+            handler.close()
