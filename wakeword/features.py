@@ -1,4 +1,4 @@
-"""Log-mel features, computed incrementally.
+"""Mel features (log or PCEN compressed), computed incrementally.
 
 This is the one implementation of the front end. The daemon streams chunks of
 any size through :class:`StreamingFeatures`; training computes whole clips with
@@ -33,6 +33,15 @@ class FeatureConfig:
     fmin_hz: float = 60.0
     fmax_hz: float = 7600.0
     log_floor: float = 1e-6
+    #: "log": log mel energies. "pcen": per-channel energy normalisation (Wang et al. 2017), which
+    #: divides each band by a causal running average of itself before compressing, so a steady
+    #: background or a gain change moves the features much less than it moves log-mels.
+    compression: str = "log"
+    pcen_time_constant_s: float = 0.4
+    pcen_gain: float = 0.98
+    pcen_bias: float = 2.0
+    pcen_power: float = 0.5
+    pcen_eps: float = 1e-9
     version: int = FEATURE_VERSION
 
     def __post_init__(self) -> None:
@@ -42,6 +51,15 @@ class FeatureConfig:
             raise ValueError("hop_samples must be in (0, window_samples]")
         if not 0 <= self.fmin_hz < self.fmax_hz <= self.sample_rate / 2:
             raise ValueError("need 0 <= fmin_hz < fmax_hz <= sample_rate / 2")
+        if self.compression not in ("log", "pcen"):
+            raise ValueError(f"compression must be 'log' or 'pcen', got {self.compression!r}")
+        if self.pcen_time_constant_s <= 0 or self.pcen_eps <= 0 or not 0 < self.pcen_power <= 1:
+            raise ValueError("need pcen_time_constant_s > 0, pcen_eps > 0 and 0 < pcen_power <= 1")
+
+    @property
+    def pcen_smoothing(self) -> float:
+        """Weight of the newest frame in the running average (one-pole low-pass)."""
+        return float(1.0 - np.exp(-1.0 / (self.pcen_time_constant_s * self.frames_per_second)))
 
     @property
     def frames_per_second(self) -> float:
@@ -108,10 +126,11 @@ def frame_count(n_samples: int, config: FeatureConfig) -> int:
 
 
 class StreamingFeatures:
-    """Turns audio chunks of any size into log-mel frames, keeping the leftover.
+    """Turns audio chunks of any size into feature frames, keeping the leftover.
 
     Frame ``t`` covers samples ``[t * hop, t * hop + window)`` of the stream, so
-    the frames produced do not depend on how the stream was chunked.
+    the frames produced do not depend on how the stream was chunked. With PCEN the
+    running average is carried between calls too, frame by frame, for the same reason.
     """
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
@@ -119,10 +138,12 @@ class StreamingFeatures:
         self._filters = mel_filterbank(self.config)
         self._window = _window(self.config)
         self._pending = np.zeros(0, dtype=np.float32)
+        self._smoothed: np.ndarray | None = None  # PCEN running average, starts at the first frame
 
     def reset(self) -> None:
         """Forget buffered samples (start of a new stream, or after a gap)."""
         self._pending = np.zeros(0, dtype=np.float32)
+        self._smoothed = None
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Append samples (mono int16 or float) and return the new frames, (n, n_mels)."""
@@ -140,7 +161,25 @@ class StreamingFeatures:
         power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
         mel = power @ self._filters
         self._pending = buffer[n_frames * cfg.hop_samples :].copy()
+        if cfg.compression == "pcen":
+            return self._pcen(mel)
         return np.log(mel + np.float32(cfg.log_floor)).astype(np.float32)
+
+    def _pcen(self, mel: np.ndarray) -> np.ndarray:
+        """PCEN with fixed parameters. The running average is updated one frame at a time, so any
+        chunking of the stream gives the same frames (up to the FFT's float rounding)."""
+        cfg = self.config
+        weight = np.float32(cfg.pcen_smoothing)
+        smoothed = np.empty_like(mel)
+        state = mel[0] if self._smoothed is None else self._smoothed
+        for t in range(mel.shape[0]):
+            state = (np.float32(1.0) - weight) * state + weight * mel[t]
+            smoothed[t] = state
+        self._smoothed = state
+        normalised = mel / (np.float32(cfg.pcen_eps) + smoothed) ** np.float32(cfg.pcen_gain)
+        bias = np.float32(cfg.pcen_bias)
+        power = np.float32(cfg.pcen_power)
+        return ((normalised + bias) ** power - bias**power).astype(np.float32)
 
 
 def compute_features(samples: np.ndarray, config: FeatureConfig | None = None) -> np.ndarray:

@@ -6,7 +6,7 @@ ONNX file as one JSON document under the metadata key ``wakeword``. Code holds
 no per-model constants, so a model can never be run with the wrong front end.
 
 ONNX graph contract (format_version 1):
-    inputs:  ``features``  float32 [1, T, n_mels]   log-mel frames (wakeword.features)
+    inputs:  ``features``  float32 [1, T, n_mels]   mel frames, log or PCEN (wakeword.features)
              ``hidden_in`` float32 [layers, 1, hidden]  recurrent state, zeros at start
     outputs: ``probability`` float32 [1, T]   per-frame wake-word probability (sigmoid applied)
              ``hidden_out`` float32 [layers, 1, hidden]  state to feed to the next call
