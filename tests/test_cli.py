@@ -39,6 +39,24 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "wakeword.cli", *args]
 
 
+def wait_unread(proc: subprocess.Popen, read_end: int, timeout: float = 60.0) -> tuple[int, list[bytes]]:
+    """Wait for a process whose output pipe nobody read (killing it after ``timeout``), then
+    return its exit code and what it left in the pipe."""
+    try:
+        code = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    os.set_blocking(read_end, False)
+    chunks = []
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+    os.close(read_end)
+    return code, chunks
+
+
 def wakeword(*args: str, env: dict[str, str] | None = None, input: bytes | None = None, timeout: float = 120):
     """Run :func:`cli_command` and capture everything."""
     return subprocess.run(
@@ -429,19 +447,8 @@ def test_listen_never_blocks_on_a_stdout_that_is_not_read(
             stderr=err,
         )
     os.close(write_end)
-    try:
-        code = proc.wait(timeout=60)  # nobody reads the pipe while it runs
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    code, chunks = wait_unread(proc, read_end)  # nobody reads the pipe while it runs
     elapsed = time.monotonic() - started
-    os.set_blocking(read_end, False)
-    chunks = []
-    with contextlib.suppress(BlockingIOError):
-        while chunk := os.read(read_end, 65536):
-            chunks.append(chunk)
-    os.close(read_end)
     stderr = err_path.read_text()
     assert code == 0, stderr
     assert "Traceback" not in stderr and "Fatal Python error" not in stderr
@@ -534,19 +541,8 @@ def test_listen_never_blocks_on_a_stderr_that_is_not_read(
         stderr=write_end,
     )
     os.close(write_end)
-    try:
-        code = proc.wait(timeout=60)  # nobody reads stderr while it runs
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    code, chunks = wait_unread(proc, read_end)  # nobody reads stderr while it runs
     elapsed = time.monotonic() - started
-    os.set_blocking(read_end, False)
-    chunks = []
-    with contextlib.suppress(BlockingIOError):
-        while chunk := os.read(read_end, 65536):
-            chunks.append(chunk)
-    os.close(read_end)
     lines = log_lines(b"".join(chunks))
     assert code == 0, "\n".join(lines)
     assert len(hook_log.read_text().split()) == MANY  # every detection still ran its hook
