@@ -116,21 +116,26 @@ def test_dataset_features_come_from_the_runtime_front_end(manifest: Path) -> Non
     assert np.array_equal(arrays.features[0], expected)
 
 
-def _random_net(seed: int = 0) -> WakeWordNet:
+def _random_net(seed: int = 0, conv_channels: int = 0) -> WakeWordNet:
     torch.manual_seed(seed)
-    net = WakeWordNet(NetworkConfig(hidden=32, layers=2))
+    net = WakeWordNet(NetworkConfig(hidden=32, layers=2, conv_channels=conv_channels))
     net.feature_mean.copy_(torch.randn(40))
     net.feature_std.copy_(torch.rand(40) + 0.5)
     return net.eval()
 
 
-def test_exported_onnx_matches_torch_and_streams_like_the_whole_clip(tmp_path: Path) -> None:
-    net = _random_net()
+@pytest.mark.parametrize("conv_channels", [0, 4], ids=["gru", "conv-gru"])
+def test_exported_onnx_matches_torch_and_streams_like_the_whole_clip(
+    tmp_path: Path, conv_channels: int
+) -> None:
+    """With a conv front end the state also carries its frame history: chunks of 1 frame must work too."""
+    net = _random_net(conv_channels=conv_channels)
     path = export_onnx(net, ModelMetadata(wake_word="test"), tmp_path / "m.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     features = (rng.normal(0, 3, (1, 250, 40)) - 5).astype(np.float32)
-    hidden0 = np.zeros((2, 1, 32), dtype=np.float32)
+    hidden0 = net.initial_state(1).numpy()
+    assert hidden0.shape == ((2, 1, 32) if conv_channels == 0 else (5, 1, 32))  # 2 frames x 40 mels = 3 rows
     whole, _ = session.run(None, {"features": features, "hidden_in": hidden0})
     with torch.no_grad():
         expected, _ = net(torch.from_numpy(features), torch.from_numpy(hidden0))
@@ -149,6 +154,32 @@ def test_exported_onnx_matches_torch_and_streams_like_the_whole_clip(tmp_path: P
     streamed = np.concatenate(pieces, axis=1)
     assert streamed.shape == whole.shape
     assert np.abs(streamed - whole).max() < 1e-5
+
+
+def test_runtime_runs_a_conv_front_end_model_with_its_opaque_state(tmp_path: Path) -> None:
+    """The daemon's WakeWordModel needs no change for a conv front end: the frame history rides in the
+    state tensor, so 8-frame steps through the runtime equal torch on the whole clip."""
+    from wakeword.model import WakeWordModel
+
+    net = _random_net(seed=3, conv_channels=4)
+    path = export_onnx(net, ModelMetadata(wake_word="test"), tmp_path / "conv.onnx")
+    model = WakeWordModel.load(path)
+    assert model.state_shape == (5, 1, 32)
+    frames = (np.random.default_rng(1).normal(0, 3, (97, 40)) - 5).astype(np.float32)
+    state, pieces = model.initial_state(), []
+    for start in range(0, len(frames), 8):
+        probs, state = model.run(frames[start : start + 8], state)
+        pieces.append(probs)
+    with torch.no_grad():
+        expected, _ = net(torch.from_numpy(frames)[None], net.initial_state(1))
+    assert np.abs(np.concatenate(pieces) - expected.numpy()[0]).max() < 1e-4
+    assert expected.std() > 1e-3
+
+
+def test_conv_front_end_that_does_not_fit_the_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        WakeWordNet(NetworkConfig(conv_channels=4, conv_freq=41))
+    assert WakeWordNet(NetworkConfig(conv_channels=4, conv_freq=40)).config.gru_input == 4  # one band
 
 
 def test_mining_cuts_windows_that_end_after_the_frames_that_fire() -> None:

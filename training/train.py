@@ -29,6 +29,10 @@ from training.network import WakeWordNet
 log = logging.getLogger(__name__)
 
 
+#: The main run's resumable checkpoint in its work folder (make_model's stage owns it by this name).
+TRAIN_CHECKPOINT = "train.ckpt"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 3000
@@ -232,7 +236,7 @@ def train_model(
         config.steps,
         config.lr,
         config,
-        work_dir / "train.ckpt",
+        work_dir / TRAIN_CHECKPOINT,
         config.time_budget_s,
         "train",
         val,
