@@ -112,6 +112,21 @@ def test_missing_systemd_python_is_a_warning_not_a_failure(notify_socket, caplog
     assert notify_socket.snapshot() == []
 
 
+def test_watchdog_false_never_pings_even_with_watchdog_usec(notify_socket, monkeypatch):
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+    clock = FakeClock()
+    lifecycle = SystemdLifecycle(clock=clock, watchdog=False)
+    assert lifecycle.enabled and lifecycle.watchdog_s is None
+    lifecycle.ready(["espresso"])
+    for second in range(1, 6):
+        clock.now += 1.0  # 5 s: with the watchdog on, 2 s WATCHDOG_USEC would mean 5 pings
+        lifecycle.heartbeat(stats(seconds_processed=float(second)))
+    lifecycle.stopping()
+    messages = settle(notify_socket, 2)
+    assert messages[0]["READY"] == "1" and messages[-1]["STOPPING"] == "1"
+    assert not [m for m in messages if "WATCHDOG" in m]
+
+
 def test_watchdog_pings_at_half_the_watchdog_period(notify_socket, monkeypatch):
     monkeypatch.setenv("WATCHDOG_USEC", "2000000")  # 2 s: ping every 1 s
     clock = FakeClock()

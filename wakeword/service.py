@@ -89,7 +89,10 @@ class SystemdLifecycle:
         env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         status_interval_s: float = STATUS_INTERVAL_S,
+        watchdog: bool = True,
     ) -> None:
+        """``watchdog=False``: never send WATCHDOG=1, whatever WATCHDOG_USEC says (for a process whose
+        liveness a ping cannot prove, like the Wyoming server that has no audio of its own)."""
         env = os.environ if env is None else env
         self._clock = clock
         self._status_interval_s = status_interval_s
@@ -102,7 +105,7 @@ class SystemdLifecycle:
                     "NOTIFY_SOCKET is set but systemd-python is not installed "
                     "(pip install 'wakeword[systemd]'): systemd will not see the daemon become ready"
                 )
-        self.watchdog_s = watchdog_interval_s(env) if self._notify else None
+        self.watchdog_s = watchdog_interval_s(env) if self._notify and watchdog else None
         self._wake_words: tuple[str, ...] = ()
         self._last_ping = float("-inf")
         self._last_status_at = float("-inf")

@@ -338,9 +338,9 @@ async def serve(uri: str, service: WakeService, lifecycle: SystemdLifecycle | No
 def notify_lifecycle() -> SystemdLifecycle:
     """sd_notify for the command: READY/STATUS/STOPPING, a no-op without NOTIFY_SOCKET, no watchdog.
 
-    See the module docstring for why there is no watchdog. WATCHDOG_USEC is hidden from the
-    lifecycle so it never sends WATCHDOG=1; a WatchdogSec= in the unit gets a warning, since
-    systemd would restart a healthy server every time it expired.
+    See the module docstring for why there is no watchdog. The lifecycle is built with
+    ``watchdog=False`` so it never sends WATCHDOG=1; a WatchdogSec= in the unit gets a warning,
+    since systemd would restart a healthy server every time it expired.
     """
     from wakeword.service import SystemdLifecycle, watchdog_interval_s
 
@@ -349,8 +349,7 @@ def notify_lifecycle() -> SystemdLifecycle:
             "the service manager expects watchdog pings (WatchdogSec=), but `wakeword wyoming` sends "
             "none: it will be restarted when the watchdog expires; remove WatchdogSec= from its unit"
         )
-    env = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_USEC", "WATCHDOG_PID")}
-    return SystemdLifecycle(env=env)
+    return SystemdLifecycle(watchdog=False)
 
 
 # -- command line ---------------------------------------------------------------------
