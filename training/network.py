@@ -46,9 +46,14 @@ class NetworkConfig:
         return self.conv_time - 1 if self.conv_channels else 0
 
     @property
+    def history_rows(self) -> int:
+        """State rows after the GRU's that hold the conv's frame history (0 without a conv)."""
+        return math.ceil(self.context_frames * self.n_mels / self.hidden)
+
+    @property
     def state_rows(self) -> int:
         """Rows of the state tensor: GRU layers plus the conv's frame history."""
-        return self.layers + math.ceil(self.context_frames * self.n_mels / self.hidden)
+        return self.layers + self.history_rows
 
 
 class WakeWordNet(nn.Module):
@@ -90,9 +95,8 @@ class WakeWordNet(nn.Module):
         y = torch.relu(self.conv(full.unsqueeze(1)))  # [B, C, T, bins]
         y = y.permute(0, 2, 1, 3).flatten(2)
         tail = full[:, -context:, :].flatten(1)
-        width = (cfg.state_rows - cfg.layers) * cfg.hidden
-        tail = nn.functional.pad(tail, (0, width - context * cfg.n_mels))
-        return y, tail.unflatten(1, (cfg.state_rows - cfg.layers, cfg.hidden)).permute(1, 0, 2)
+        tail = nn.functional.pad(tail, (0, cfg.history_rows * cfg.hidden - context * cfg.n_mels))
+        return y, tail.unflatten(1, (cfg.history_rows, cfg.hidden)).permute(1, 0, 2)
 
     def forward_logits(
         self, features: torch.Tensor, hidden: torch.Tensor | None = None
@@ -101,12 +105,13 @@ class WakeWordNet(nn.Module):
         x = (features - self.feature_mean) / self.feature_std
         if hidden is None:
             hidden = self.initial_state(features.shape[0]).to(features.device)
-        layers = self.config.layers
-        gru_state = hidden[:layers]
-        if self.conv is not None:
+        if self.conv is None:  # the state is the GRU's alone: no slicing in the exported graph
+            out, state = self.gru(x, hidden)
+        else:
+            layers = self.config.layers
             x, history = self._front(x, hidden[layers:])
-        out, gru_state = self.gru(x, gru_state.contiguous())
-        state = torch.cat([gru_state, history], dim=0) if self.conv is not None else gru_state
+            out, gru_state = self.gru(x, hidden[:layers].contiguous())
+            state = torch.cat([gru_state, history], dim=0)
         return self.head(out).squeeze(-1), state
 
     def forward(self, features: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,8 @@ no per-model constants, so a model can never be run with the wrong front end.
 
 ONNX graph contract (format_version 1):
     inputs:  ``features``  float32 [1, T, n_mels]   mel frames, log or PCEN (wakeword.features)
-             ``hidden_in`` float32 [layers, 1, hidden]  recurrent state, zeros at start
+             ``hidden_in`` float32 [layers, 1, hidden]  recurrent state, zeros at start (opaque to the
+                                            runtime: extra rows may carry a conv front end's frame history)
     outputs: ``probability`` float32 [1, T]   per-frame wake-word probability (sigmoid applied)
              ``hidden_out`` float32 [layers, 1, hidden]  state to feed to the next call
 Input normalisation is part of the graph.
