@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,17 @@ import soundfile as sf
 from training import background, texts
 from training.real_speech import real_speech_rows
 from training.synth import SAMPLE_RATE, Variant, perturb_voice, render, trim_silence
-from training.synthesize_data import KINDS, main, synthesize
-from training.voices import all_voices, espeak_voices, flite_voices
+from training.synthesize_data import KINDS, PROFILES, Profile, main, plan, synthesize
+from training.voices import (
+    ESPEAK_ACCENTED_LANGUAGES,
+    ESPEAK_ACCENTED_POOL,
+    all_voices,
+    espeak_accented_voices,
+    espeak_group_split,
+    espeak_variants,
+    espeak_voices,
+    flite_voices,
+)
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed")
@@ -77,7 +87,7 @@ def test_splits_are_by_whole_voice(smoke: tuple[Path, list[dict]]) -> None:
 
 
 def test_inventory_groups_never_straddle_splits() -> None:
-    voices = all_voices({"flite", "festival", "piper", "kokoro"}) + espeak_voices()
+    voices = all_voices({"flite", "festival", "piper", "kokoro"}) + espeak_voices() + espeak_accented_voices()
     groups: dict[str, set[str]] = {}
     for v in voices:
         groups.setdefault(v.group, set()).add(v.split)
@@ -86,6 +96,58 @@ def test_inventory_groups_never_straddle_splits() -> None:
     assert len({v.voice_id for v in voices}) == len(voices)
     for engine in ("flite", "festival", "piper", "kokoro"):
         assert {v.split for v in voices if v.engine == engine} == {"train", "val"}, engine
+
+
+@needs_espeak
+def test_accented_voices_are_training_only_and_never_share_a_validation_variant() -> None:
+    """Other-language espeak voices widen training; a held-out variant must not leak in through them."""
+    accented = espeak_accented_voices()
+    val_variants = {v for v in espeak_variants() if espeak_group_split("", v) == "val"}
+    assert val_variants, "some espeak variants are held out for validation"
+    assert {v.split for v in accented} == {"train"}
+    assert {v.engine for v in accented} == {"espeak-ng"} and {v.pool for v in accented} == {
+        ESPEAK_ACCENTED_POOL
+    }
+    assert {v.params["voice"].split("+")[1] for v in accented}.isdisjoint(val_variants)
+    assert {v.params["voice"].split("+")[0] for v in accented} == set(ESPEAK_ACCENTED_LANGUAGES)
+    native_groups = {v.group for v in espeak_voices()}
+    assert native_groups.isdisjoint({v.group for v in accented})
+
+
+@needs_espeak
+def test_an_accented_pool_adds_training_speakers_and_leaves_validation_alone() -> None:
+    """Planned apart (own counts, own folder): turning it on changes no validation clip."""
+    base = PROFILES["smoke"]
+
+    def counts(table: dict[str, int], accented: int) -> dict[str, int]:
+        return {
+            **{k: c for k, c in table.items() if k != ESPEAK_ACCENTED_POOL},
+            ESPEAK_ACCENTED_POOL: accented,
+        }
+
+    plain = replace(
+        base,
+        positives=counts(base.positives, 0),
+        confusables=counts(base.confusables, 0),
+        speech=counts(base.speech, 0),
+    )
+    accented = replace(
+        base,
+        positives=counts(base.positives, 6),
+        confusables=counts(base.confusables, 3),
+        speech=counts(base.speech, 3),
+    )
+
+    def jobs(profile: Profile) -> list:
+        return [j for phase in plan("espresso", profile, 0, {"espeak-ng", "flite"}) for j in phase]
+
+    with_pool, without_pool = jobs(accented), jobs(plain)
+    added = [j for j in with_pool if j.relpath.split("/")[1] == ESPEAK_ACCENTED_POOL]
+    assert sorted(j.kind for j in added) == ["confusable"] * 3 + ["positive"] * 6 + ["speech"] * 3
+    assert all(j.engine == "espeak-ng" and j.split == "train" for j in added)
+    assert all(j.voice_id.split(":")[1].split("+")[0] in ESPEAK_ACCENTED_LANGUAGES for j in added)
+    val = {(j.relpath, j.voice_id, j.text) for j in without_pool if j.split == "val"}
+    assert val and val == {(j.relpath, j.voice_id, j.text) for j in with_pool if j.split == "val"}
 
 
 def test_resume_skips_existing_files_and_prunes_stale_ones(smoke: tuple[Path, list[dict]]) -> None:
