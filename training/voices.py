@@ -36,6 +36,8 @@ ESPEAK_VAL_ACCENTS = frozenset({"en-gb-x-gbcwmd"})
 ESPEAK_VAL_VARIANTS = frozenset({"klatt4", "f3", "m5", "steph2", "grandma"})
 ESPEAK_VAL_HASH_PERCENT = 6
 ESPEAK_SPEAKERS_PER_VARIANT = 2  # distinct (speed, pitch) speakers per accent+variant
+ESPEAK_SPEEDS = (120, 135, 150, 165, 180, 200)  # words per minute
+ESPEAK_PITCHES = (20, 30, 40, 50, 60, 70, 80)
 
 # Other languages' espeak-ng voices reading the English text: accented English (espeak switches to
 # English rules for words it knows as English). Tried because a held-out *accent* is where the
@@ -126,15 +128,13 @@ def espeak_group_split(accent: str, variant: str) -> str:
 
 def espeak_voices() -> list[Voice]:
     voices = []
-    speeds = (120, 135, 150, 165, 180, 200)
-    pitches = (20, 30, 40, 50, 60, 70, 80)
     for accent in ESPEAK_ACCENTS:
         for variant in espeak_variants():
             group = f"espeak:{accent}+{variant}"
             split = espeak_group_split(accent, variant)
             for k in range(ESPEAK_SPEAKERS_PER_VARIANT):
-                s = _pick(speeds, f"{group}:s{k}")
-                p = _pick(pitches, f"{group}:p{k}")
+                s = _pick(ESPEAK_SPEEDS, f"{group}:s{k}")
+                p = _pick(ESPEAK_PITCHES, f"{group}:p{k}")
                 vid = f"{group}:s{s}:p{p}"
                 voices.append(
                     Voice(
@@ -154,15 +154,13 @@ def espeak_accented_voices() -> list[Voice]:
     Variants held out for validation (by name or hash) are skipped entirely, so a validation
     speaker's voice quality never reaches training through another language.
     """
-    speeds = (120, 135, 150, 165, 180, 200)
-    pitches = (20, 30, 40, 50, 60, 70, 80)
     voices = []
     for language in ESPEAK_ACCENTED_LANGUAGES:
         for variant in espeak_variants():
             if espeak_group_split("", variant) == "val":
                 continue
             group = f"espeak:{language}+{variant}"
-            s, p = _pick(speeds, f"{group}:s"), _pick(pitches, f"{group}:p")
+            s, p = _pick(ESPEAK_SPEEDS, f"{group}:s"), _pick(ESPEAK_PITCHES, f"{group}:p")
             params = {"voice": f"{language}+{variant}", "speed": s, "pitch": p}
             voices.append(
                 Voice(f"{group}:s{s}:p{p}", "espeak-ng", group, "train", params, ESPEAK_ACCENTED_POOL)
