@@ -208,6 +208,37 @@ def test_frame_loss_weights_positive_frames_and_ignores_masked_ones() -> None:
     assert confident.item() < 0.01  # the masked frame's wrong, confident logit costs nothing
 
 
+def test_evaluation_reports_misses_per_espeak_accent_and_engine_at_the_target_snrs() -> None:
+    """A held-out accent that dominates the misses must show in the card, with its clip count."""
+    from training.evaluate import EvalConfig, Item, score, voice_group
+    from wakeword.detector import Detection
+
+    assert voice_group({"engine": "espeak-ng", "voice": "espeak:en-gb-x-gbcwmd+m1:s150:p50"}) == (
+        "espeak-ng en-gb-x-gbcwmd"
+    )
+    assert voice_group({"engine": "kokoro", "voice": "kokoro:jf_alpha*1:vt1.0"}) == "kokoro"
+    silence = np.zeros(SR * 4, dtype=np.int16)
+
+    def positive(group: str, snr: float) -> Item:
+        return Item("positive", silence, 1.0, 1.5, snr, group.split()[0], group)
+
+    items = [
+        positive("espeak-ng en-gb-x-gbcwmd", 20.0),  # hit
+        positive("espeak-ng en-gb-x-gbcwmd", 10.0),  # missed
+        positive("espeak-ng en-gb-x-gbcwmd", 0.0),  # missed, but below the target SNR: not counted
+        positive("espeak-ng en-us", 5.0),  # hit
+        positive("kokoro", 20.0),  # missed
+    ]
+    found = [Detection("w", 0.9, 1.6, 160)]
+    out = score(items, [found, [], [], found, []], EvalConfig(snr_bins_db=(20.0, 10.0, 5.0, 0.0)))
+    assert out["frr_snr_ge_5db_by_voice_group"] == {
+        "espeak-ng en-gb-x-gbcwmd": {"frr": 0.5, "clips": 2},
+        "espeak-ng en-us": {"frr": 0.0, "clips": 1},
+        "kokoro": {"frr": 1.0, "clips": 1},
+    }
+    assert out["frr_snr_ge_5db_by_engine"] == {"espeak-ng": pytest.approx(1 / 3, abs=1e-3), "kokoro": 1.0}
+
+
 def test_evaluation_scores_hits_only_between_keyword_start_and_the_acceptance_window() -> None:
     from training.evaluate import EvalConfig, Item, choose_operating_point, choose_threshold, score
     from wakeword.detector import Detection
