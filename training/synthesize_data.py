@@ -79,8 +79,8 @@ PROFILES = {
         # espeak-ng is ~100x real time, so it carries the bulk (every espeak speaker says the word once);
         # the neural engines (Piper, Kokoro ~1 CPU-s per word) add fewer but more natural voices.
         # Not used: the "espeak-ng-accented" pool (voices.py; 890 other-language espeak speakers
-        # reading English, 910 positives, 600 confusables, 2,000 sentences) made held-out espresso
-        # voices worse (18.6% missed at 0.33 FA/h against 11.8%), West Midlands included.
+        # reading English, 910 positives, 600 confusables, 2,000 sentences) left held-out espresso
+        # level at 0.5-1 FA/h (11.1%/9.7% vs 11.5%/9.5% on 6 h) and far worse at 0.1 FA/h (49% vs 15%).
         positives={"espeak-ng": 1595, "flite": 160, "festival": 90, "piper": 200, "kokoro": 480},
         confusables={"espeak-ng": 1500, "flite": 200, "festival": 90, "piper": 160, "kokoro": 160},
         speech={"espeak-ng": 6000, "flite": 600, "festival": 150, "piper": 300, "kokoro": 40},
