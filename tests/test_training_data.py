@@ -23,6 +23,7 @@ from training.voices import (
     ESPEAK_ACCENTED_LANGUAGES,
     ESPEAK_ACCENTED_POOL,
     all_voices,
+    espeak_accent,
     espeak_accented_voices,
     espeak_group_split,
     espeak_variants,
@@ -145,7 +146,7 @@ def test_an_accented_pool_adds_training_speakers_and_leaves_validation_alone() -
     added = [j for j in with_pool if j.relpath.split("/")[1] == ESPEAK_ACCENTED_POOL]
     assert sorted(j.kind for j in added) == ["confusable"] * 3 + ["positive"] * 6 + ["speech"] * 3
     assert all(j.engine == "espeak-ng" and j.split == "train" for j in added)
-    assert all(j.voice_id.split(":")[1].split("+")[0] in ESPEAK_ACCENTED_LANGUAGES for j in added)
+    assert all(espeak_accent(j.voice_id) in ESPEAK_ACCENTED_LANGUAGES for j in added)
     val = {(j.relpath, j.voice_id, j.text) for j in without_pool if j.split == "val"}
     assert val and val == {(j.relpath, j.voice_id, j.text) for j in with_pool if j.split == "val"}
 

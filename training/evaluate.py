@@ -34,6 +34,7 @@ from training.dataset import (
     DatasetConfig,
     load_sources,
 )
+from training.voices import espeak_accent
 from wakeword.detector import Debouncer, Detection
 from wakeword.engine import Detector
 from wakeword.features import FeatureConfig, StreamingFeatures
@@ -97,10 +98,9 @@ class Item:
 
 def voice_group(row: dict) -> str:
     """What a reader can act on: the espeak-ng accent (one is held out whole), else the engine."""
-    engine, voice = row.get("engine", ""), row.get("voice", "")
-    if engine == "espeak-ng" and voice.startswith("espeak:"):
-        return f"espeak-ng {voice.split(':')[1].split('+')[0]}"
-    return engine
+    engine = row.get("engine", "")
+    accent = espeak_accent(row.get("voice", "")) if engine == "espeak-ng" else None
+    return f"espeak-ng {accent}" if accent else engine
 
 
 def _int16(x: np.ndarray) -> np.ndarray:

@@ -94,7 +94,7 @@ class WakeWordNet(nn.Module):
         full = torch.cat([past, x], dim=1)  # [B, context + T, n_mels]
         y = torch.relu(self.conv(full.unsqueeze(1)))  # [B, C, T, bins]
         y = y.permute(0, 2, 1, 3).flatten(2)
-        tail = full[:, -context:, :].flatten(1)
+        tail = full[:, full.shape[1] - context :, :].flatten(1)  # not -context: 0 would keep everything
         tail = nn.functional.pad(tail, (0, cfg.history_rows * cfg.hidden - context * cfg.n_mels))
         return y, tail.unflatten(1, (cfg.history_rows, cfg.hidden)).permute(1, 0, 2)
 

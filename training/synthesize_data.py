@@ -41,7 +41,7 @@ from tqdm import tqdm
 from training import background, texts
 from training.real_speech import real_speech_rows
 from training.synth import SAMPLE_RATE, SynthError, Variant, render, write_wav
-from training.voices import Voice, all_voices, pool_engine, stable_hash, summarize
+from training.voices import Voice, all_voices, stable_hash, summarize
 
 log = logging.getLogger("training.synthesize_data")
 
@@ -184,6 +184,7 @@ def plan(word: str, profile: Profile, seed: int, engines: set[str]) -> list[list
     by_pool: dict[str, list[Voice]] = {}
     for v in inventory:
         by_pool.setdefault(v.pool_name, []).append(v)
+    pool_engine = {pool: voices[0].engine for pool, voices in by_pool.items()}
     log.info("voice inventory (distinct speakers per engine/split): %s", summarize(inventory))
     t0 = time.time()
     vocabulary = None if profile.corpus_confusables else []  # []: curated + spelling rules only
@@ -200,7 +201,7 @@ def plan(word: str, profile: Profile, seed: int, engines: set[str]) -> list[list
 
     def tts(engine_filter: tuple[str, ...], include: bool) -> list[Job]:
         def pick(counts: dict[str, int]) -> dict[str, int]:
-            return {p: c for p, c in counts.items() if (pool_engine(p) in engine_filter) == include}
+            return {p: c for p, c in counts.items() if (pool_engine.get(p, p) in engine_filter) == include}
 
         jobs = _tts_jobs("positive", pick(profile.positives), positives, by_pool, seed, trim=True)
         jobs += _tts_jobs("confusable", pick(profile.confusables), confusable_texts, by_pool, seed, trim=True)

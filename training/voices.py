@@ -168,9 +168,11 @@ def espeak_accented_voices() -> list[Voice]:
     return voices
 
 
-def pool_engine(pool: str) -> str:
-    """The engine that renders a synthesis pool (a pool is an engine, or a subset planned apart)."""
-    return "espeak-ng" if pool == ESPEAK_ACCENTED_POOL else pool
+def espeak_accent(voice_id: str) -> str | None:
+    """The accent (or language) of an espeak-ng voice id ``espeak:ACCENT+VARIANT:...``; None otherwise."""
+    if not voice_id.startswith("espeak:"):
+        return None
+    return voice_id.split(":")[1].split("+")[0]
 
 
 def flite_voices() -> list[Voice]:
