@@ -82,6 +82,18 @@ def test_positive_clip_places_the_keyword_so_it_ends_at_the_labelled_sample(mani
         assert np.sqrt(np.mean(before**2)) > 0.1 > 100 * np.sqrt(np.mean(after**2))
 
 
+def test_clips_report_the_background_actually_mixed_under_them(manifest: Path) -> None:
+    """The evaluation's misses-per-background figures rely on this: the fixture has no music, so a
+    drawn 'music' falls back to synthetic noise and must be reported as such; a clean clip has none."""
+    factory = ds.ClipFactory(ds.load_sources(manifest, ("train",)), ds.DatasetConfig(), FEATURES)
+    rng = np.random.default_rng(5)
+    word = np.ones(SR // 2, dtype=np.float32) * 0.1
+    noisy = {factory.compose(2 * SR, rng, word, SR, True, snr_db=5.0).background for _ in range(60)}
+    assert noisy == {"noise", "synthetic_noise", "babble", "talker"}
+    assert noisy <= set(ds.BACKGROUND_KINDS)
+    assert factory.compose(2 * SR, rng, word, SR, True, snr_db=float("inf")).background is None
+
+
 def test_dataset_labels_are_one_only_after_keywords_and_zero_in_negative_clips(
     manifest: Path, tmp_path: Path
 ) -> None:
@@ -237,6 +249,34 @@ def test_evaluation_reports_misses_per_espeak_accent_and_engine_at_the_target_sn
         "kokoro": {"frr": 1.0, "clips": 1},
     }
     assert out["frr_snr_ge_5db_by_engine"] == {"espeak-ng": pytest.approx(1 / 3, abs=1e-3), "kokoro": 1.0}
+
+
+def test_evaluation_reports_misses_per_background_kind_and_snr() -> None:
+    """Whether music, noise or a competing talker hides the word must show in the card."""
+    from training.evaluate import EvalConfig, Item, score
+    from wakeword.detector import Detection
+
+    silence = np.zeros(SR * 4, dtype=np.int16)
+
+    def positive(background: str, snr: float) -> Item:
+        return Item("positive", silence, 1.0, 1.5, snr, "kokoro", "kokoro", background)
+
+    items = [
+        positive("talker", 10.0),  # hit
+        positive("talker", 5.0),  # missed
+        positive("talker", 5.0),  # missed
+        positive("talker", 0.0),  # missed, below the target SNR: not counted
+        positive("music", 5.0),  # hit
+        positive("none", float("inf")),  # hit
+    ]
+    found = [Detection("w", 0.9, 1.6, 160)]
+    config = EvalConfig(snr_bins_db=(float("inf"), 10.0, 5.0, 0.0))
+    out = score(items, [found, [], [], [], found, found], config)
+    assert out["frr_snr_ge_5db_by_background"] == {
+        "music": {"frr": 0.0, "clips": 1, "by_snr": {"5dB": 0.0}},
+        "none": {"frr": 0.0, "clips": 1, "by_snr": {"clean": 0.0}},
+        "talker": {"frr": pytest.approx(2 / 3, abs=1e-3), "clips": 3, "by_snr": {"10dB": 0.0, "5dB": 1.0}},
+    }
 
 
 def test_evaluation_scores_hits_only_between_keyword_start_and_the_acceptance_window() -> None:

@@ -245,11 +245,16 @@ def speech_stream(
     return _crop(np.concatenate(pieces), n, rng)
 
 
-def background(sources: Sources, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Unit-level background: music, recorded/synthetic noise, babble, or one distant talker."""
-    choice = rng.choice(
-        ["music", "noise", "synthetic_noise", "babble", "talker"], p=[0.3, 0.2, 0.15, 0.2, 0.15]
-    )
+#: What background() can mix under the foreground (the evaluation reports misses per kind).
+BACKGROUND_KINDS = ("music", "noise", "synthetic_noise", "babble", "talker")
+
+
+def background(sources: Sources, n: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """Unit-level background and its kind: music, recorded/synthetic noise, babble, or one distant talker.
+
+    The kind is what was actually mixed (a kind whose sources are missing falls back to synthetic noise).
+    """
+    choice = str(rng.choice(list(BACKGROUND_KINDS), p=[0.3, 0.2, 0.15, 0.2, 0.15]))
     if choice == "music" and sources.count(MUSIC):
         x = _crop(sources.pick(MUSIC, rng)[1], n, rng)
     elif choice == "noise" and sources.count(NOISE):
@@ -259,12 +264,14 @@ def background(sources: Sources, n: int, rng: np.random.Generator) -> np.ndarray
     elif choice == "talker" and sources.count(SPEECH):
         x = speech_stream(sources, n, rng, (SPEECH,))
     else:
+        choice = "synthetic_noise"
         x = augment.coloured_noise(rng, n)
         if rng.random() < 0.3:  # mains hum and its harmonics
             t = np.arange(n) / SAMPLE_RATE
             f0 = rng.choice([50.0, 60.0])
             x = x * 0.3 + sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) / k for k in range(1, 6))
-    return (np.asarray(x, dtype=np.float32) / max(augment.rms(np.asarray(x)), 1e-6)).astype(np.float32)
+    level = max(augment.rms(np.asarray(x)), 1e-6)
+    return (np.asarray(x, dtype=np.float32) / level).astype(np.float32), choice
 
 
 @dataclass(frozen=True)
@@ -273,6 +280,7 @@ class Clip:
     end_sample: int | None  # keyword end (positives only)
     kind: str
     snr_db: float | None
+    background: str | None = None  # BACKGROUND_KINDS entry mixed at snr_db; None: only the noise floor
 
 
 class ClipFactory:
@@ -331,18 +339,19 @@ class ClipFactory:
             fore = augment.reverberate(fore, rir)[:n]
         level_ref = fore[max(0, end_sample - len(word)) : end_sample] if word is not None else fore
         clean = (rng.random() < cfg.augment.clean_p) if snr_db is None else math.isinf(snr_db)
+        bg_kind = None
         if clean or not np.any(fore):
             mix, snr = fore, None
             if not np.any(fore):
-                mix = background(self.sources, n, rng) * 0.05
+                bg, bg_kind = background(self.sources, n, rng)
+                mix = bg * 0.05
         else:
             snr = float(snr_db if snr_db is not None else rng.uniform(*cfg.augment.snr_db))
-            noise = augment.scale_to_snr(
-                level_ref if np.any(level_ref) else fore, background(self.sources, n, rng), snr
-            )
-            mix = fore + noise
+            bg, bg_kind = background(self.sources, n, rng)
+            mix = fore + augment.scale_to_snr(level_ref if np.any(level_ref) else fore, bg, snr)
         audio = augment.finish(mix, rng, cfg.augment)
-        return Clip(audio, end_sample if is_keyword else None, POSITIVE if is_keyword else "negative", snr)
+        kind = POSITIVE if is_keyword else "negative"
+        return Clip(audio, end_sample if is_keyword else None, kind, snr, bg_kind)
 
     def end_position(self, n: int, word_len: int, rng: np.random.Generator, late: bool = False) -> int:
         """Keyword end: late enough for the word (+ a little lead-in), early enough for the 1-run."""
@@ -381,15 +390,15 @@ class ClipFactory:
                 rng, rng.uniform(*cfg.augment.rt60_s), rng.uniform(*cfg.augment.direct_to_reverb_db)
             )
             fore = augment.reverberate(fore, rir)[:n]
-        bg = background(self.sources, n, rng)
+        bg, bg_kind = background(self.sources, n, rng)
         if not np.any(fore):
             mix, snr = bg, None
         elif rng.random() < cfg.augment.clean_p:
-            mix, snr = fore, None
+            mix, snr, bg_kind = fore, None, None
         else:
             snr = float(rng.uniform(*cfg.augment.snr_db))
             mix = fore + augment.scale_to_snr(fore, bg, snr)
-        return Clip(augment.finish(mix, rng, cfg.augment), None, "negative", snr)
+        return Clip(augment.finish(mix, rng, cfg.augment), None, "negative", snr, bg_kind)
 
     def draw_long(self, n: int, rng: np.random.Generator) -> Clip:
         """A long stream of mixed speech (optionally ending in a keyword after all that context)."""

@@ -89,6 +89,7 @@ class Item:
     snr_db: float | None = None
     engine: str = ""
     group: str = ""  # voice_group() of a synthetic positive
+    background: str = ""  # what was mixed under a synthetic positive (dataset.BACKGROUND_KINDS, or "none")
     probs: np.ndarray | None = None
 
     @property
@@ -140,6 +141,7 @@ def build_items(manifest: Path, config: EvalConfig) -> list[Item]:
                 snr,
                 positives[idx].get("engine", ""),
                 voice_group(positives[idx]),
+                clip.background or "none",
             )
         )
     n_streams = max(1, math.ceil(config.negative_hours * 3600 / config.stream_s))
@@ -224,6 +226,7 @@ def score(items: list[Item], detections: list[list[Detection]], config: EvalConf
         out["frr_snr_ge_5db_by_voice_group"] = {
             g: {"frr": _rate(flags), "clips": len(flags)} for g, flags in sorted(by_group.items())
         }
+        out["frr_snr_ge_5db_by_background"] = _frr_by_background(at_target, config)
         out["latency_median_ms"] = round(float(np.median(latencies)) * 1000, 1) if latencies else None
         out["latency_p95_ms"] = round(float(np.percentile(latencies, 95)) * 1000, 1) if latencies else None
         out["positives"] = len(pos)
@@ -248,6 +251,21 @@ def score(items: list[Item], detections: list[list[Detection]], config: EvalConf
     ]
     out["real_positive_frr"] = _rate(real_pos)
     out["real_positive_clips"] = len(real_pos)
+    return out
+
+
+def _frr_by_background(at_target: list[tuple[Item, bool]], config: EvalConfig) -> dict:
+    """Misses per background kind, overall and per SNR bin: says whether noise, music or
+    competing speech is what the model cannot hear through."""
+    out: dict = {}
+    for kind in sorted({it.background for it, _ in at_target}):
+        mine = [(it, missed) for it, missed in at_target if it.background == kind]
+        by_snr = {
+            _snr_name(b): _rate([missed for it, missed in mine if it.snr_db == b])
+            for b in config.snr_bins_db
+            if any(it.snr_db == b for it, _ in mine)
+        }
+        out[kind] = {"frr": _rate([missed for _, missed in mine]), "clips": len(mine), "by_snr": by_snr}
     return out
 
 
