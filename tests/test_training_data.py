@@ -151,6 +151,14 @@ def test_an_accented_pool_adds_training_speakers_and_leaves_validation_alone() -
     assert val and val == {(j.relpath, j.voice_id, j.text) for j in with_pool if j.split == "val"}
 
 
+def test_a_profile_count_for_an_unknown_voice_pool_is_refused() -> None:
+    """A misspelt pool would otherwise plan no clips for that count and nobody would notice."""
+    base = PROFILES["smoke"]
+    typo = replace(base, positives={**base.positives, "espeak-ng-acented": 4})
+    with pytest.raises(ValueError, match="espeak-ng-acented"):
+        plan("espresso", typo, 0, {"espeak-ng", "flite"})
+
+
 def test_resume_skips_existing_files_and_prunes_stale_ones(smoke: tuple[Path, list[dict]]) -> None:
     out, rows = smoke
     before = {r["path"]: (out / r["path"]).stat().st_mtime_ns for r in rows if r["engine"] != "real"}

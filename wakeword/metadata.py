@@ -7,10 +7,11 @@ no per-model constants, so a model can never be run with the wrong front end.
 
 ONNX graph contract (format_version 1):
     inputs:  ``features``  float32 [1, T, n_mels]   mel frames, log or PCEN (wakeword.features)
-             ``hidden_in`` float32 [layers, 1, hidden]  recurrent state, zeros at start (opaque to the
-                                            runtime: extra rows may carry a conv front end's frame history)
+             ``hidden_in`` float32 [rows, 1, width]   recurrent state, zeros at start (opaque to the
+                                            runtime: one row per RNN layer, and extra rows may carry a
+                                            conv front end's frame history)
     outputs: ``probability`` float32 [1, T]   per-frame wake-word probability (sigmoid applied)
-             ``hidden_out`` float32 [layers, 1, hidden]  state to feed to the next call
+             ``hidden_out`` float32 [rows, 1, width]  state to feed to the next call
 Input normalisation is part of the graph.
 """
 

@@ -123,11 +123,11 @@ def _check_graph(session: ort.InferenceSession, metadata: ModelMetadata) -> tupl
         )
     hidden_shape = _fixed_dims(inputs[INPUT_HIDDEN].shape, INPUT_HIDDEN)
     if len(hidden_shape) != 3 or hidden_shape[1] != 1:
-        raise ValueError(f"input {INPUT_HIDDEN!r} has shape {hidden_shape}, expected [layers, 1, hidden]")
+        raise ValueError(f"input {INPUT_HIDDEN!r} has shape {hidden_shape}, expected [state rows, 1, width]")
     prob_shape = outputs[OUTPUT_PROBABILITY].shape
     if len(prob_shape) != 2:
         raise ValueError(f"output {OUTPUT_PROBABILITY!r} has shape {prob_shape}, expected [1, frames]")
-    return hidden_shape[0], hidden_shape[2]
+    return hidden_shape[0], hidden_shape[2]  # (state rows, width): opaque to the runtime
 
 
 class WakeWordModel:
@@ -137,8 +137,8 @@ class WakeWordModel:
         self.path = path
         self.metadata = metadata
         self._session = session
-        layers, hidden = _check_graph(session, metadata)
-        self._state_shape = (layers, 1, hidden)
+        rows, width = _check_graph(session, metadata)
+        self._state_shape = (rows, 1, width)
         self._outputs = [OUTPUT_PROBABILITY, OUTPUT_HIDDEN]
 
     @property
