@@ -279,6 +279,37 @@ def test_evaluation_reports_misses_per_background_kind_and_snr() -> None:
     }
 
 
+def test_training_voice_positives_are_scored_apart_and_leave_the_held_out_items_unchanged(
+    manifest: Path,
+) -> None:
+    """They tell conditions from unseen voices; adding them must not move a single held-out clip."""
+    from dataclasses import replace
+
+    from training.evaluate import EvalConfig, Item, build_items, score
+    from wakeword.detector import Detection
+
+    small = EvalConfig(negative_hours=0.003, dense_hours=0.0, stream_s=10.0, max_positives=6,
+                       max_confusables=2, max_real=0, training_voice_positives=0)  # fmt: skip
+    without = build_items(manifest, small)
+    with_train = build_items(manifest, replace(small, training_voice_positives=3))  # of 4 recordings
+    assert len(with_train) == len(without) + 3
+    for a, b in zip(without, with_train, strict=False):
+        assert a.kind == b.kind and np.array_equal(a.audio, b.audio)
+    assert {it.kind for it in with_train[len(without) :]} == {"training_voice_positive"}
+
+    silence = np.zeros(SR * 4, dtype=np.int16)
+    items = [
+        Item("positive", silence, 1.0, 1.5, 20.0),  # hit
+        Item("training_voice_positive", silence, 1.0, 1.5, 20.0),  # missed
+        Item("training_voice_positive", silence, 1.0, 1.5, 10.0),  # hit
+        Item("training_voice_positive", silence, 1.0, 1.5, 0.0),  # below the target SNR: not counted
+    ]
+    found = [Detection("w", 0.9, 1.6, 160)]
+    out = score(items, [found, [], found, []], EvalConfig(snr_bins_db=(20.0, 10.0, 0.0)))
+    assert out["frr_snr_ge_5db"] == 0.0 and out["positives"] == 1
+    assert out["training_voices_frr_snr_ge_5db"] == 0.5 and out["training_voices_clips_snr_ge_5db"] == 2
+
+
 def test_evaluation_scores_hits_only_between_keyword_start_and_the_acceptance_window() -> None:
     from training.evaluate import EvalConfig, Item, choose_operating_point, choose_threshold, score
     from wakeword.detector import Detection

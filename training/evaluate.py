@@ -30,8 +30,10 @@ from training.dataset import (
     POSITIVE,
     REAL_POSITIVE_EVAL,
     REAL_SPEECH,
+    TRAIN_SPLITS,
     ClipFactory,
     DatasetConfig,
+    Sources,
     load_sources,
 )
 from training.voices import espeak_accent
@@ -62,6 +64,10 @@ class EvalConfig:
     lead_s: tuple[float, float] = (0.8, 2.5)  # audio before the keyword
     accept_after_s: float = 1.5  # a detection up to this long after the keyword end counts
     max_confusables: int = 1500
+    # Positives of voices the model WAS trained on, in fresh mixes composed like the held-out ones:
+    # if these miss about as often, the misses come from the conditions (noise, room, level), not
+    # from unseen voices. Reported apart; they never count in the held-out figures.
+    training_voice_positives: int = 600
     max_real: int = 2000
     chunk_samples: int = 1280  # 80 ms, what a microphone callback delivers
     target_fa_per_hour: float = 0.5
@@ -115,15 +121,20 @@ def _padded(x: np.ndarray, rng: np.random.Generator, lead_s: float, tail_s: floa
     return np.concatenate([lead, x, tail])
 
 
-def build_items(manifest: Path, config: EvalConfig) -> list[Item]:
-    """Held-out positives (by SNR), >= negative_hours of negative streams, confusables, real voices."""
-    sources = load_sources(manifest, EVAL_SPLITS)
-    factory = ClipFactory(sources, config.dataset, FeatureConfig())
-    rng = np.random.default_rng(config.seed)
-    items: list[Item] = []
+def _positive_items(
+    sources: Sources,
+    factory: ClipFactory,
+    rng: np.random.Generator,
+    limit: int,
+    repeats: int,
+    config: EvalConfig,
+    kind: str,
+) -> list[Item]:
+    """Each positive recording at ``repeats`` SNRs (cycling the bins), placed after a lead-in."""
     positives = sources.rows.get(POSITIVE, [])
-    order = np.tile(rng.permutation(len(positives)), config.positive_repeats)[: config.max_positives]
-    for i, idx in enumerate(tqdm(order, desc="eval positives", mininterval=5)):
+    order = np.tile(rng.permutation(len(positives)), repeats)[:limit]
+    items = []
+    for i, idx in enumerate(tqdm(order, desc=f"eval {kind}", mininterval=5)):
         word = sources.audio(positives[idx])
         word = word / max(float(np.sqrt(np.mean(word**2))), 1e-6) * 0.1
         snr = config.snr_bins_db[(i + i // len(positives)) % len(config.snr_bins_db)]
@@ -132,18 +143,23 @@ def build_items(manifest: Path, config: EvalConfig) -> list[Item]:
         n = end + int((config.accept_after_s + 0.1) * SAMPLE_RATE)
         clip = factory.compose(n, rng, word, end, True, snr_db=snr)
         start_s, end_s = (end - len(word)) / SAMPLE_RATE, end / SAMPLE_RATE
+        row = positives[idx]
+        group, background = voice_group(row), clip.background or "none"
         items.append(
-            Item(
-                "positive",
-                _int16(clip.audio),
-                start_s,
-                end_s,
-                snr,
-                positives[idx].get("engine", ""),
-                voice_group(positives[idx]),
-                clip.background or "none",
-            )
+            Item(kind, _int16(clip.audio), start_s, end_s, snr, row.get("engine", ""), group, background)
         )
+    return items
+
+
+def build_items(manifest: Path, config: EvalConfig) -> list[Item]:
+    """Held-out positives (by SNR), >= negative_hours of negative streams, confusables, real voices;
+    then positives of *training* voices, composed the same way (see EvalConfig.training_voice_positives)."""
+    sources = load_sources(manifest, EVAL_SPLITS)
+    factory = ClipFactory(sources, config.dataset, FeatureConfig())
+    rng = np.random.default_rng(config.seed)
+    items = _positive_items(
+        sources, factory, rng, config.max_positives, config.positive_repeats, config, "positive"
+    )
     n_streams = max(1, math.ceil(config.negative_hours * 3600 / config.stream_s))
     n = int(config.stream_s * SAMPLE_RATE)
     for _ in tqdm(range(n_streams), desc="eval negative streams", mininterval=5):
@@ -165,6 +181,14 @@ def build_items(manifest: Path, config: EvalConfig) -> list[Item]:
             )
     if not sources.rows.get(REAL_SPEECH) and not sources.rows.get(REAL_POSITIVE_EVAL):
         log.warning("no real-speech recordings in the evaluation split: real-voice figures skipped")
+    if config.training_voice_positives:  # own generator: the held-out items above never move
+        train = load_sources(manifest, TRAIN_SPLITS, (POSITIVE,))
+        if train.count(POSITIVE):
+            rng = np.random.default_rng([config.seed, 1])
+            factory = ClipFactory(train, config.dataset, FeatureConfig())
+            items += _positive_items(
+                train, factory, rng, config.training_voice_positives, 1, config, "training_voice_positive"
+            )
     return items
 
 
@@ -250,6 +274,14 @@ def score(items: list[Item], detections: list[list[Detection]], config: EvalConf
         len(det) == 0 for it, det in zip(items, detections, strict=True) if it.kind == "real_positive"
     ]
     out["real_positive_frr"] = _rate(real_pos)
+    trained = [
+        _positive_hit(it, det, config.accept_after_s) is None
+        for it, det in zip(items, detections, strict=True)
+        if it.kind == "training_voice_positive" and it.snr_db >= config.target_min_snr_db
+    ]
+    if trained:
+        out["training_voices_frr_snr_ge_5db"] = _rate(trained)
+        out["training_voices_clips_snr_ge_5db"] = len(trained)
     out["real_positive_clips"] = len(real_pos)
     return out
 
