@@ -295,7 +295,10 @@ def test_training_voice_positives_are_scored_apart_and_leave_the_held_out_items_
     assert len(with_train) == len(without) + 3
     for a, b in zip(without, with_train, strict=False):
         assert a.kind == b.kind and np.array_equal(a.audio, b.audio)
-    assert {it.kind for it in with_train[len(without) :]} == {"training_voice_positive"}
+    added = with_train[len(without) :]
+    assert {it.kind for it in added} == {"training_voice_positive"}
+    # mixed over the held-out backgrounds (the fixture's speech and noise), not only a synthetic fallback
+    assert {it.background for it in added} & {"babble", "talker", "noise"}
 
     silence = np.zeros(SR * 4, dtype=np.int16)
     items = [

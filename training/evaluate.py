@@ -182,12 +182,14 @@ def build_items(manifest: Path, config: EvalConfig) -> list[Item]:
     if not sources.rows.get(REAL_SPEECH) and not sources.rows.get(REAL_POSITIVE_EVAL):
         log.warning("no real-speech recordings in the evaluation split: real-voice figures skipped")
     if config.training_voice_positives:  # own generator: the held-out items above never move
-        train = load_sources(manifest, TRAIN_SPLITS, (POSITIVE,))
-        if train.count(POSITIVE):
+        trained = load_sources(manifest, TRAIN_SPLITS, (POSITIVE,)).rows.get(POSITIVE, [])
+        if trained:
+            # the same held-out backgrounds and context speech: only the voices differ
+            mixed = Sources({**sources.rows, POSITIVE: trained}, sources.root)
+            factory = ClipFactory(mixed, config.dataset, FeatureConfig())
             rng = np.random.default_rng([config.seed, 1])
-            factory = ClipFactory(train, config.dataset, FeatureConfig())
             items += _positive_items(
-                train, factory, rng, config.training_voice_positives, 1, config, "training_voice_positive"
+                mixed, factory, rng, config.training_voice_positives, 1, config, "training_voice_positive"
             )
     return items
 
