@@ -122,7 +122,6 @@ def _padded(x: np.ndarray, rng: np.random.Generator, lead_s: float, tail_s: floa
 
 
 def _positive_items(
-    sources: Sources,
     factory: ClipFactory,
     rng: np.random.Generator,
     limit: int,
@@ -130,7 +129,9 @@ def _positive_items(
     config: EvalConfig,
     kind: str,
 ) -> list[Item]:
-    """Each positive recording at ``repeats`` SNRs (cycling the bins), placed after a lead-in."""
+    """Each positive recording of the factory's sources at ``repeats`` SNRs (cycling the bins),
+    placed after a lead-in."""
+    sources = factory.sources
     positives = sources.rows.get(POSITIVE, [])
     order = np.tile(rng.permutation(len(positives)), repeats)[:limit]
     items = []
@@ -157,9 +158,7 @@ def build_items(manifest: Path, config: EvalConfig) -> list[Item]:
     sources = load_sources(manifest, EVAL_SPLITS)
     factory = ClipFactory(sources, config.dataset, FeatureConfig())
     rng = np.random.default_rng(config.seed)
-    items = _positive_items(
-        sources, factory, rng, config.max_positives, config.positive_repeats, config, "positive"
-    )
+    items = _positive_items(factory, rng, config.max_positives, config.positive_repeats, config, "positive")
     n_streams = max(1, math.ceil(config.negative_hours * 3600 / config.stream_s))
     n = int(config.stream_s * SAMPLE_RATE)
     for _ in tqdm(range(n_streams), desc="eval negative streams", mininterval=5):
@@ -189,7 +188,7 @@ def build_items(manifest: Path, config: EvalConfig) -> list[Item]:
             factory = ClipFactory(mixed, config.dataset, FeatureConfig())
             rng = np.random.default_rng([config.seed, 1])
             items += _positive_items(
-                mixed, factory, rng, config.training_voice_positives, 1, config, "training_voice_positive"
+                factory, rng, config.training_voice_positives, 1, config, "training_voice_positive"
             )
     return items
 

@@ -180,10 +180,11 @@ def _split_for(key: str) -> str:
 def plan(word: str, profile: Profile, seed: int, engines: set[str]) -> list[list[Job]]:
     """All jobs, in phases: [espeak/flite + noise], [other engines + music], [babble]."""
     pools = set(profile.positives) | set(profile.confusables) | set(profile.speech)
-    unknown = pools - {v.pool_name for v in all_voices()}
+    everything = all_voices()
+    unknown = pools - {v.pool_name for v in everything}
     if unknown:  # a typo would otherwise plan nothing for that count, silently
         raise ValueError(f"synthesis profile counts name unknown voice pools: {sorted(unknown)}")
-    inventory = [v for v in all_voices(engines) if v.engine in engines and v.pool_name in pools]
+    inventory = [v for v in everything if v.engine in engines and v.pool_name in pools]
     by_pool: dict[str, list[Voice]] = {}
     for v in inventory:
         by_pool.setdefault(v.pool_name, []).append(v)
