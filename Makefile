@@ -7,7 +7,7 @@ WORD ?= espresso
 NAME ?= $(subst $() ,_,$(WORD))
 ARGS ?=
 
-.PHONY: listen test lint model model-smoke bench soak clean system-runtime system-test
+.PHONY: listen test lint model model-smoke evaluate bench soak clean system-runtime system-test
 
 system-runtime:
 	@deploy/install-system-packages.sh runtime
@@ -42,8 +42,14 @@ test: $(VENV)/.dev-installed lint
 model: $(VENV)/.dev-installed
 	$(BIN)/python -m training.make_model --word "$(WORD)" --name "$(NAME)" --profile full
 
+# The whole pipeline on tiny data, then the re-scoring of the model it built (CI runs this).
 model-smoke: $(VENV)/.dev-installed
 	$(BIN)/python -m training.make_model --word "$(WORD)" --name smoke --profile smoke --output-dir training/work/smoke-model
+	$(BIN)/python -m training.reevaluate --name smoke --models-dir training/work/smoke-model
+
+# Re-score models/NAME.onnx with the current evaluation (no retraining); e.g. ARGS="--hours 6".
+evaluate: $(VENV)/.dev-installed
+	$(BIN)/python -m training.reevaluate --name "$(NAME)" $(ARGS)
 
 # Not in CI: >= 30 min of `wakeword listen` on looped audio; prints RSS growth and detection counts.
 soak: $(VENV)/.dev-installed

@@ -238,7 +238,7 @@ def score(items: list[Item], detections: list[list[Detection]], config: EvalConf
         out["frr_snr_ge_5db"] = _rate([missed for _, missed in at_target])
         out["frr_all"] = _rate([h is None for h in hits])
         out["frr_by_snr"] = {
-            _snr_name(b): _rate([h is None for (it, _), h in zip(pos, hits, strict=True) if it.snr_db == b])
+            snr_name(b): _rate([h is None for (it, _), h in zip(pos, hits, strict=True) if it.snr_db == b])
             for b in config.snr_bins_db
         }
         out["frr_snr_ge_5db_by_engine"] = {
@@ -294,7 +294,7 @@ def _frr_by_background(at_target: list[tuple[Item, bool]], config: EvalConfig) -
     for kind in sorted({it.background for it, _ in at_target}):
         mine = [(it, missed) for it, missed in at_target if it.background == kind]
         by_snr = {
-            _snr_name(b): _rate([missed for it, missed in mine if it.snr_db == b])
+            snr_name(b): _rate([missed for it, missed in mine if it.snr_db == b])
             for b in config.snr_bins_db
             if any(it.snr_db == b for it, _ in mine)
         }
@@ -306,7 +306,7 @@ def _rate(flags: list[bool]) -> float | None:
     return round(float(np.mean(flags)), 4) if flags else None
 
 
-def _snr_name(snr: float) -> str:
+def snr_name(snr: float) -> str:
     return "clean" if math.isinf(snr) else f"{snr:g}dB"
 
 

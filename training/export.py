@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from pathlib import Path
 
 import onnx
@@ -15,6 +17,7 @@ from wakeword.metadata import (
     METADATA_KEY,
     OUTPUT_HIDDEN,
     OUTPUT_PROBABILITY,
+    DetectorSettings,
     ModelMetadata,
 )
 
@@ -49,6 +52,32 @@ def export_onnx(net: WakeWordNet, metadata: ModelMetadata, path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def set_detector_defaults(
+    path: Path, detector: DetectorSettings, version: str | None = None
+) -> ModelMetadata:
+    """Rewrite only the default detector settings (and version) in an exported model's metadata.
+
+    Why: a re-evaluation may choose another operating point; the weights and graph stay byte-for-byte
+    the same, and the file is replaced atomically so a running daemon never reads half a model.
+    """
+    path = Path(path)
+    model = onnx.load(str(path))
+    entries = [e for e in model.metadata_props if e.key == METADATA_KEY]
+    if len(entries) != 1:
+        raise ValueError(f"{path}: no single {METADATA_KEY!r} metadata entry to update")
+    metadata = ModelMetadata.from_json(entries[0].value)
+    changes: dict = {"detector": detector}
+    if version is not None:
+        changes["version"] = version
+    metadata = dataclasses.replace(metadata, **changes)
+    entries[0].value = metadata.to_json()
+    onnx.checker.check_model(model)
+    partial = path.with_name(path.name + ".partial")
+    onnx.save(model, str(partial))
+    os.replace(partial, path)
+    return metadata
 
 
 def save_checkpoint(net: WakeWordNet, metadata: ModelMetadata, path: Path) -> None:
