@@ -116,3 +116,15 @@ def test_cli_reports_a_missing_card_in_one_line_and_exits_non_zero(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "no model card" in err
     assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_a_changed_voice_split_is_detected() -> None:
+    card = yaml.safe_load((MODELS / "espresso.yaml").read_text())
+    voices = card["data"]["distinct_voices"]
+    assert rv.same_voice_split(card, {"distinct_voices": voices})
+    changed = {
+        **voices,
+        "kokoro": {"train": voices["kokoro"]["train"] + 1, "val": voices["kokoro"]["val"] - 1},
+    }
+    assert not rv.same_voice_split(card, {"distinct_voices": changed})
+    assert not rv.same_voice_split({"name": "no data section"}, {"distinct_voices": voices})

@@ -70,6 +70,16 @@ def read_card(path: Path) -> dict:
     return card
 
 
+def same_voice_split(card: dict, synth: dict) -> bool:
+    """Whether the clips to score come from the same train/held-out voices as the model's own run.
+
+    The split is a function of the synthesis plan; if that plan changed since the model was trained,
+    a "held-out" voice may be one it learned, and the figures would flatter it.
+    """
+    before = (card.get("data") or {}).get("distinct_voices")
+    return before is not None and before == synth.get("distinct_voices")
+
+
 def refreshed_card(old: dict, evaluated: dict, onnx_bytes: int, record: dict) -> dict:
     """``old`` with its evaluation sections replaced, keys in the original order (new ones last)."""
     card = {k: evaluated.get(k, v) for k, v in old.items() if k != "reevaluated"}
@@ -108,7 +118,14 @@ def reevaluate(
     manifest = data_dir / "manifest.jsonl"
     if not manifest.exists():
         log.info("no evaluation clips in %s: synthesising them (profile %s)", data_dir, config.synth_profile)
-    mm.synthesis_stage(config, mm.Stages(work), data_dir, skip_synth=manifest.exists())
+    synth = mm.synthesis_stage(config, mm.Stages(work), data_dir, skip_synth=manifest.exists())
+    same_voices = same_voice_split(old, synth)
+    if not same_voices:
+        log.warning(
+            "the voices in %s differ from those the model's run synthesised (card 'data.distinct_voices'): "
+            "some 'held-out' clips may be voices it was trained on, so read the figures as optimistic",
+            data_dir,
+        )
 
     started = time.monotonic()
     figures = evaluate(model_path, manifest, config.evaluation)
@@ -132,6 +149,7 @@ def reevaluate(
         "previous_detector": dataclasses.asdict(previous),
         "evaluation": config.to_dict()["evaluation"],
         "manifest_digest": ds.manifest_digest(manifest),
+        "same_voice_split_as_training_run": same_voices,
     }
     card = refreshed_card(old, evaluated, size, record)
     card_path.write_text(HEADER + yaml.safe_dump(card, sort_keys=False, width=110, allow_unicode=True))
