@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         card = reevaluate(args.models_dir / f"{args.name}.yaml", args.data_dir, args.hours, args.work_dir)
-    except (CardError, FileNotFoundError, RuntimeError) as exc:
+    except (CardError, FileNotFoundError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
