@@ -152,7 +152,7 @@ def reevaluate(
         "same_voice_split_as_training_run": same_voices,
     }
     card = refreshed_card(old, evaluated, size, record)
-    card_path.write_text(HEADER + yaml.safe_dump(card, sort_keys=False, width=110, allow_unicode=True))
+    mm.write_card(card_path, card, HEADER)
     return card
 
 
