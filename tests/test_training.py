@@ -403,3 +403,36 @@ def test_stage_keeps_its_checkpoints_for_the_same_inputs_and_drops_them_when_inp
     result = Stages(tmp_path).run("train", {"hidden": 128}, lambda: {"ok": 1}, owns=("train.ckpt",))
     assert result == {"ok": 1}
     assert Stages(tmp_path).run("train", {"hidden": 128}, lambda: {"ok": 2}) == {"ok": 1}  # done: skipped
+
+
+def test_embedding_dataset_uses_the_streamed_front_end_and_labels_the_same_time_span(
+    manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The speech-embedding recipe: frames equal what the daemon streams; the 1-run covers the same
+    400 ms after the keyword end as the log-mel recipe's 40 frames; the worker pool changes nothing."""
+    from training import make_model as mm
+    from wakeword.embedding import EmbeddingConfig, SpeechEmbeddingFeatures
+
+    run = mm.profile_config("espresso", "x", "smoke", None, mm.SPEECH_EMBEDDING)
+    logmel = mm.profile_config("espresso", "x", "smoke", None, mm.LOGMEL)
+    assert isinstance(run.features, EmbeddingConfig) and run.network.n_mels == 96 and run.frames_per_step == 1
+    span = run.dataset.label_frames * run.features.hop_samples
+    assert span == logmel.dataset.label_frames * logmel.features.hop_samples == 6400
+    config = ds.DatasetConfig(n_short=8, n_long=0, n_val=0, label_frames=run.dataset.label_frames)
+    factory = ds.ClipFactory(ds.load_sources(manifest, ds.TRAIN_SPLITS), config, run.features)
+    clips = list(ds._short_clips(factory, 8, 3 * SR, np.random.default_rng(3)))
+    monkeypatch.setattr(ds, "POOL_MIN_CLIPS", 4)  # the worker pool, as for a real dataset
+    pooled = ds.featurise(iter(clips), 8, 3 * SR, config, run.features, "test")
+    assert pooled.features.shape == (8, 37, 96)
+    for i in (0, 7):
+        streamed = SpeechEmbeddingFeatures(run.features).process(clips[i][1].audio)
+        np.testing.assert_allclose(np.asarray(pooled.features[i], np.float32), streamed, rtol=2e-3, atol=0.05)
+    for (kind, clip), labels in zip(clips, pooled.labels, strict=True):
+        ones = np.nonzero(labels)[0]
+        if kind == "positive":
+            first = ds.keyword_end_frame(clip.end_sample, run.features)
+            assert np.array_equal(ones, np.arange(first, first + 5))
+            # the first labelled frame is the first that has heard the keyword's last sample
+            assert first * 1280 + 1632 >= clip.end_sample > (first - 1) * 1280 + 1632
+        else:
+            assert len(ones) == 0

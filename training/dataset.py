@@ -7,18 +7,23 @@ else; clips without the keyword (speech, confusables, music, noise) are 0
 throughout. A causal model can only be right by firing after it has heard the
 whole word, which is exactly the behaviour the detector wants.
 
-Features come from :func:`wakeword.features.compute_features` (the runtime's own
-front end) and are cached as ``.npy`` under a key that hashes the feature
+Features come from :func:`wakeword.frontend.compute_frames` (the runtime's own
+front end, log-mel or speech embedding) and are cached as ``.npy`` under a key that hashes the feature
 config, the dataset config and the manifest, so a change to any of them builds
 a new set and a rerun with the same inputs costs nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import math
+import multiprocessing
+import multiprocessing.pool
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +34,9 @@ from tqdm import tqdm
 
 from training import augment
 from training.augment import SAMPLE_RATE, AugmentConfig
-from wakeword.features import FeatureConfig, compute_features, frame_count
+from wakeword.embedding import EmbeddingConfig
+from wakeword.features import FeatureConfig
+from wakeword.frontend import FrontEndConfig, compute_frames, frame_count
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +91,7 @@ class DatasetConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 1234
 
-    def key(self, features: FeatureConfig, manifest_digest: str, extra: str = "") -> str:
+    def key(self, features: FrontEndConfig, manifest_digest: str, extra: str = "") -> str:
         blob = json.dumps(
             {
                 "dataset": asdict(self),
@@ -100,7 +107,7 @@ class DatasetConfig:
 # ----------------------------------------------------------------------------- labels
 
 
-def keyword_end_frame(end_sample: int, config: FeatureConfig) -> int:
+def keyword_end_frame(end_sample: int, config: FrontEndConfig) -> int:
     """First frame whose window contains the keyword's last sample (frame t covers [t*hop, t*hop+win))."""
     return max(0, math.ceil((end_sample - config.window_samples) / config.hop_samples))
 
@@ -108,7 +115,7 @@ def keyword_end_frame(end_sample: int, config: FeatureConfig) -> int:
 def frame_targets(
     n_frames: int,
     end_sample: int | None,
-    config: FeatureConfig,
+    config: FrontEndConfig,
     label_frames: int,
     ignore_before: int = 0,
     ignore_after: int = 0,
@@ -286,7 +293,7 @@ class Clip:
 class ClipFactory:
     """Draws augmented clips from one split's sources."""
 
-    def __init__(self, sources: Sources, config: DatasetConfig, features: FeatureConfig) -> None:
+    def __init__(self, sources: Sources, config: DatasetConfig, features: FrontEndConfig) -> None:
         self.sources = sources
         self.config = config
         self.features = features
@@ -473,27 +480,71 @@ def featurise(
     n: int,
     n_samples: int,
     dataset: DatasetConfig,
-    features: FeatureConfig,
+    features: FrontEndConfig,
     desc: str,
 ) -> ClipArrays:
-    """Compute features and targets for n clips of n_samples each."""
+    """Compute features and targets for n clips of n_samples each.
+
+    Clips are drawn here, in order (one random generator); the speech-embedding front end, 10x
+    the arithmetic of log-mels, is computed by worker processes, which changes no value."""
     frames = frame_count(n_samples, features)
-    feats = np.zeros((n, frames, features.n_mels), dtype=np.float16)
+    feats = np.zeros((n, frames, features.dim), dtype=np.float16)
     labels = np.zeros((n, frames), dtype=np.uint8)
     mask = np.zeros((n, frames), dtype=np.uint8)
     kinds = []
-    for i, (kind, clip) in enumerate(tqdm(clips, total=n, desc=desc, unit="clip", mininterval=5)):
-        feats[i] = compute_features(clip.audio, features)
-        labels[i], mask[i] = frame_targets(
-            frames,
-            clip.end_sample,
-            features,
-            dataset.label_frames,
-            dataset.ignore_before_frames,
-            dataset.ignore_after_frames,
-        )
-        kinds.append(kind)
+    drawn = tqdm(clips, total=n, desc=desc, unit="clip", mininterval=5)
+    with _frame_workers(features, n) as pool:
+        computed = _compute_all(drawn, features, pool)
+        for i, (kind, clip, clip_frames) in enumerate(computed):
+            feats[i] = clip_frames
+            kinds.append(kind)
+            labels[i], mask[i] = frame_targets(
+                frames,
+                clip.end_sample,
+                features,
+                dataset.label_frames,
+                dataset.ignore_before_frames,
+                dataset.ignore_after_frames,
+            )
     return ClipArrays(feats, labels, mask, kinds)
+
+
+#: Worker processes for the speech-embedding front end (0: compute in this process), used from
+#: this many clips on (starting workers costs a few seconds).
+FEATURE_WORKERS = int(os.environ.get("WAKEWORD_FEATURE_WORKERS", str(min(2, os.cpu_count() or 1))))
+POOL_MIN_CLIPS = 64
+
+
+@contextlib.contextmanager
+def _frame_workers(features: FrontEndConfig, n: int) -> Iterator[multiprocessing.pool.Pool | None]:
+    """A spawned pool (no onnxruntime session crosses a fork) when it pays: embeddings, many clips."""
+    if not isinstance(features, EmbeddingConfig) or FEATURE_WORKERS < 1 or n < POOL_MIN_CLIPS:
+        yield None
+        return
+    with multiprocessing.get_context("spawn").Pool(FEATURE_WORKERS) as pool:
+        yield pool
+
+
+def _compute_all(
+    drawn: Iterator[tuple[str, Clip]], features: FrontEndConfig, pool: multiprocessing.pool.Pool | None
+) -> Iterator[tuple[str, Clip, np.ndarray]]:
+    """(kind, clip, frames) in the order drawn; frames from the pool when there is one."""
+    if pool is None:
+        for kind, clip in drawn:
+            yield kind, clip, compute_frames(clip.audio, features)
+        return
+    batch: list[tuple[str, Clip]] = []
+    for item in itertools.chain(drawn, [None]):
+        if item is not None:
+            batch.append(item)
+        if batch and (item is None or len(batch) == 64):
+            jobs = [(clip.audio, features) for _, clip in batch]
+            # compute_frames lives in wakeword.frontend: workers import that, not the training code.
+            for (kind, clip), frames in zip(
+                batch, pool.starmap(compute_frames, jobs, chunksize=8), strict=True
+            ):
+                yield kind, clip, frames
+            batch = []
 
 
 def _short_clips(
@@ -515,7 +566,7 @@ def _long_clips(
 
 
 def build_datasets(
-    manifest: Path, out_dir: Path, dataset: DatasetConfig, features: FeatureConfig | None = None
+    manifest: Path, out_dir: Path, dataset: DatasetConfig, features: FrontEndConfig | None = None
 ) -> dict[str, Path]:
     """Build (or reuse from the cache) the train short/long and validation sets; returns their folders."""
     features = features or FeatureConfig()

@@ -2,7 +2,7 @@
 
 Two passes over the same audio:
 
-1. *Sweep*: the runtime's own pieces (``StreamingFeatures``, ``WakeWordModel.run`` in
+1. *Sweep*: the runtime's own pieces (the front end, ``WakeWordModel.run`` in
    ``frames_per_step`` blocks, exactly what ``Detector`` does inside) give per-frame
    probabilities once; the runtime ``Debouncer`` then turns them into detections for
    every candidate threshold. That gives the DET curve and picks the threshold.
@@ -39,7 +39,8 @@ from training.dataset import (
 from training.voices import espeak_accent
 from wakeword.detector import Debouncer, Detection
 from wakeword.engine import Detector
-from wakeword.features import FeatureConfig, StreamingFeatures
+from wakeword.features import FeatureConfig
+from wakeword.frontend import compute_frames
 from wakeword.metadata import DetectorSettings
 from wakeword.model import WakeWordModel
 
@@ -195,7 +196,7 @@ def build_items(manifest: Path, config: EvalConfig) -> list[Item]:
 
 def stream_probabilities(model: WakeWordModel, audio: np.ndarray) -> np.ndarray:
     """Per-frame probabilities exactly as Detector computes them (frames_per_step blocks, carried state)."""
-    frames = StreamingFeatures(model.features).process(audio)
+    frames = compute_frames(audio, model.features)  # equal to streaming (tests/test_embedding.py)
     step = model.metadata.frames_per_step
     state = model.initial_state()
     out = np.zeros(len(frames), dtype=np.float32)

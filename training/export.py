@@ -27,8 +27,11 @@ OPSET = 17
 
 def export_onnx(net: WakeWordNet, metadata: ModelMetadata, path: Path) -> Path:
     """Write ``net`` to ``path`` as ONNX with explicit hidden state and metadata."""
-    if metadata.features.n_mels != net.config.n_mels:
-        raise ValueError("metadata n_mels does not match the network input size")
+    if metadata.features.dim != net.config.n_mels:
+        raise ValueError(
+            f"the front end gives {metadata.features.dim} values per frame, "
+            f"the network takes {net.config.n_mels}"
+        )
     net = net.eval().cpu()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

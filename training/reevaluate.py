@@ -104,7 +104,10 @@ def reevaluate(
         raise CardError(
             f"{model_path} is a model for {model.metadata.wake_word!r}, its card says {old['wake_word']!r}"
         )
-    config = mm.profile_config(old["wake_word"], old["name"], old["profile"], None)
+    # Cards from before the speech-embedding front end have no "frontend": they are log-mel.
+    config = mm.profile_config(
+        old["wake_word"], old["name"], old["profile"], None, old.get("frontend", mm.LOGMEL)
+    )
     config = dataclasses.replace(config, seed=int((old.get("recipe") or {}).get("seed", config.seed)))
     if hours is not None:
         if hours <= 0:

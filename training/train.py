@@ -283,12 +283,15 @@ def mine_windows(
     threshold: float,
     rng: np.random.Generator,
     max_windows: int,
+    frames_per_second: float = 100.0,
 ) -> tuple[np.ndarray, dict]:
     """Windows of negative streams [N, T, F] that end shortly after a frame the model fires on.
 
-    One window per burst (peaks at least a second apart), ending 10-40 frames after the peak so
+    One window per burst (peaks at least a second apart), ending 0.1-0.4 s after the peak so
     the model is taught to stay quiet through what made it fire and a little beyond.
     """
+    gap = max(1, round(frames_per_second))
+    after = (max(1, round(0.1 * frames_per_second)), max(2, round(0.4 * frames_per_second)))
     probs = predict(net, stream_features, batch=16)
     windows = []
     fired_frames = int((probs >= threshold).sum())
@@ -296,10 +299,10 @@ def mine_windows(
         above = np.nonzero(probs[s] >= threshold)[0]
         last = -(10**9)
         for t in above:
-            if t - last < 100:
+            if t - last < gap:
                 continue
             last = t
-            end = min(stream_features.shape[1], int(t) + int(rng.integers(10, 40)))
+            end = min(stream_features.shape[1], int(t) + int(rng.integers(*after)))
             start = end - window_frames
             if start < 0:
                 continue

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wakeword import frontend
 from wakeword.detector import Debouncer, Detection
 from wakeword.errors import AudioError, ModelError
-from wakeword.features import FeatureConfig, StreamingFeatures
+from wakeword.frontend import FrontEnd, FrontEndConfig
 from wakeword.metadata import DetectorSettings
 from wakeword.model import WakeWordModel, default_model_path
 
@@ -43,7 +44,7 @@ class _Stream:
     """Per-model streaming state."""
 
     model: WakeWordModel
-    features: StreamingFeatures
+    features: FrontEnd
     debouncer: Debouncer
     frames_per_step: int
     state: np.ndarray
@@ -140,11 +141,13 @@ class Detector:
         self.sample_rate: int = rates.pop()
         self.models: list[WakeWordModel] = loaded
         # Models with the same front end share one feature extractor: features are computed once.
-        self._features: dict[FeatureConfig, StreamingFeatures] = {}
+        self._features: dict[FrontEndConfig, FrontEnd] = {}
         self._streams: list[_Stream] = []
         for model in loaded:
             cfg = model.features
-            extractor = self._features.setdefault(cfg, StreamingFeatures(cfg))
+            if cfg not in self._features:
+                self._features[cfg] = frontend.streaming(cfg)
+            extractor = self._features[cfg]
             chosen = settings.get(model.name, model.metadata.detector)
             if threshold is not None:
                 chosen = replace(chosen, threshold=threshold)
@@ -179,7 +182,7 @@ class Detector:
 
     @property
     def feature_streams(self) -> int:
-        """How many distinct front ends run (models sharing a FeatureConfig share one)."""
+        """How many distinct front ends run (models with the same front-end config share one)."""
         return len(self._features)
 
     def process(self, samples: np.ndarray) -> list[Detection]:
@@ -190,10 +193,10 @@ class Detector:
 
     def flush(self) -> list[Detection]:
         """Run the frames still buffered below a full step (end of a file or stream)."""
-        empty = {cfg: np.zeros((0, cfg.n_mels), dtype=np.float32) for cfg in self._features}
+        empty = {cfg: np.zeros((0, cfg.dim), dtype=np.float32) for cfg in self._features}
         return self._push(empty, final=True)
 
-    def _push(self, frames: Mapping[FeatureConfig, np.ndarray], final: bool) -> list[Detection]:
+    def _push(self, frames: Mapping[FrontEndConfig, np.ndarray], final: bool) -> list[Detection]:
         detections: list[Detection] = []
         for stream in self._streams:
             detections.extend(stream.push(frames[stream.model.features], final=final))

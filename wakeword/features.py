@@ -65,6 +65,11 @@ class FeatureConfig:
     def frames_per_second(self) -> float:
         return self.sample_rate / self.hop_samples
 
+    @property
+    def dim(self) -> int:
+        """Width of one frame (the front-end contract, see wakeword.frontend)."""
+        return self.n_mels
+
     def to_dict(self) -> dict:
         return asdict(self)
 

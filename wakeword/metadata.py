@@ -6,7 +6,9 @@ ONNX file as one JSON document under the metadata key ``wakeword``. Code holds
 no per-model constants, so a model can never be run with the wrong front end.
 
 ONNX graph contract (format_version 1):
-    inputs:  ``features``  float32 [1, T, n_mels]   mel frames, log or PCEN (wakeword.features)
+    inputs:  ``features``  float32 [1, T, dim]   front-end frames: log/PCEN mels (wakeword.features)
+                                            or speech embeddings (wakeword.embedding); the
+                                            metadata's ``features`` says which (``kind``)
              ``hidden_in`` float32 [rows, 1, width]   recurrent state, zeros at start (opaque to the
                                             runtime: one row per RNN layer, and extra rows may carry a
                                             conv front end's frame history)
@@ -20,7 +22,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from wakeword.features import FEATURE_VERSION, FeatureConfig
+from wakeword import frontend
+from wakeword.features import FeatureConfig
+from wakeword.frontend import FrontEndConfig
 
 METADATA_KEY = "wakeword"
 FORMAT_VERSION = 1
@@ -54,7 +58,7 @@ class ModelMetadata:
     """The JSON document stored in the ONNX file under ``wakeword``."""
 
     wake_word: str
-    features: FeatureConfig = field(default_factory=FeatureConfig)
+    features: FrontEndConfig = field(default_factory=FeatureConfig)
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     frames_per_step: int = 8  # frames per onnxruntime call in live streaming
     format_version: int = FORMAT_VERSION
@@ -78,16 +82,14 @@ class ModelMetadata:
                 f"model format_version {data.get('format_version')!r} is not supported "
                 f"(this wakeword reads {FORMAT_VERSION})"
             )
-        features = data.get("features", {})
-        if features.get("version") != FEATURE_VERSION:
-            raise ValueError(
-                f"model was trained with feature version {features.get('version')!r}, "
-                f"this wakeword computes version {FEATURE_VERSION}"
-            )
+        try:
+            features = frontend.from_dict(data.get("features", {}))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from exc
         try:
             return cls(
                 wake_word=str(data["wake_word"]),
-                features=FeatureConfig.from_dict(features),
+                features=features,
                 detector=DetectorSettings(**data.get("detector", {})),
                 frames_per_step=int(data.get("frames_per_step", 8)),
                 format_version=FORMAT_VERSION,

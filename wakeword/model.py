@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from wakeword import frontend
 from wakeword.errors import ModelError
-from wakeword.features import FeatureConfig
+from wakeword.frontend import FrontEndConfig
 from wakeword.metadata import (
     INPUT_FEATURES,
     INPUT_HIDDEN,
@@ -114,9 +115,9 @@ def _check_graph(session: ort.InferenceSession, metadata: ModelMetadata) -> tupl
     for node in (*inputs.values(), *outputs.values()):
         if node.type != "tensor(float)":
             raise ValueError(f"{node.name!r} has type {node.type}, expected tensor(float)")
-    feat_shape, n_mels = inputs[INPUT_FEATURES].shape, metadata.features.n_mels
-    if len(feat_shape) != 3 or feat_shape[2] != n_mels:
-        raise ValueError(f"input {INPUT_FEATURES!r} has shape {feat_shape}, expected [1, frames, {n_mels}]")
+    feat_shape, dim = inputs[INPUT_FEATURES].shape, metadata.features.dim
+    if len(feat_shape) != 3 or feat_shape[2] != dim:
+        raise ValueError(f"input {INPUT_FEATURES!r} has shape {feat_shape}, expected [1, frames, {dim}]")
     if isinstance(feat_shape[1], int):
         raise ValueError(
             f"input {INPUT_FEATURES!r} has a fixed frame count {feat_shape[1]}, expected a dynamic one"
@@ -147,7 +148,7 @@ class WakeWordModel:
         return self.metadata.wake_word
 
     @property
-    def features(self) -> FeatureConfig:
+    def features(self) -> FrontEndConfig:
         return self.metadata.features
 
     @property
@@ -187,6 +188,10 @@ class WakeWordModel:
             metadata = ModelMetadata.from_json(props[METADATA_KEY])
         except ValueError as exc:
             raise ModelError(f"{path}: {_one_line(exc)}") from exc
+        try:
+            frontend.check_available(metadata.features)
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from exc
         if metadata.frames_per_step < 1:
             raise ModelError(f"{path}: metadata frames_per_step must be >= 1, got {metadata.frames_per_step}")
         try:
@@ -201,7 +206,7 @@ class WakeWordModel:
 
     def _smoke_test(self) -> None:
         """Run two frames once, so a graph that only looks right fails at load, not mid-stream."""
-        frames = np.zeros((2, self.features.n_mels), dtype=np.float32)
+        frames = np.zeros((2, self.features.dim), dtype=np.float32)
         probs, state = self.run(frames, self.initial_state())
         if probs.shape != (2,) or state.shape != self._state_shape:
             raise ModelError(
@@ -214,10 +219,10 @@ class WakeWordModel:
         return np.zeros(self._state_shape, dtype=np.float32)
 
     def run(self, features: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Frames ``[T, n_mels]`` and hidden state -> (probabilities ``[T]``, next hidden state)."""
+        """Frames ``[T, dim]`` and hidden state -> (probabilities ``[T]``, next hidden state)."""
         features = np.asarray(features, dtype=np.float32)
-        if features.ndim != 2 or features.shape[1] != self.features.n_mels:
-            raise ValueError(f"features must have shape [T, {self.features.n_mels}], got {features.shape}")
+        if features.ndim != 2 or features.shape[1] != self.features.dim:
+            raise ValueError(f"features must have shape [T, {self.features.dim}], got {features.shape}")
         if features.shape[0] == 0:
             return np.zeros(0, dtype=np.float32), state
         probs, new_state = self._session.run(
