@@ -129,6 +129,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="shell command to run on each detection (added to the config's hooks; repeatable)",
     )
     listen.add_argument("--json", action="store_true", help="print each detection as one JSON object")
+    clips = listen.add_argument_group("saved clips (off by default: this is audio of your home)")
+    clips.add_argument(
+        "--save-clips",
+        metavar="DIR",
+        help="save each detection's audio (1.5 s before to 0.5 s after, 16 kHz WAV) and JSON sidecar in DIR",
+    )
+    clips.add_argument(
+        "--save-near-misses",
+        type=float,
+        metavar="T",
+        help="also save score peaks >= T that did not fire, into DIR/near-miss/",
+    )
+    clips.add_argument("--max-clips", type=int, metavar="N", help="keep at most N clips (default 1000)")
+    clips.add_argument(
+        "--max-megabytes", type=float, metavar="MB", help="keep at most MB of clips (default 100)"
+    )
+    listen.add_argument(
+        "--meter",
+        action="store_true",
+        help="on a terminal, show the input level and each model's score against its threshold, "
+        "about 10 times a second (nothing extra without a terminal)",
+    )
     listen.set_defaults(func=cmd_listen)
 
     detect = sub.add_parser(
@@ -198,6 +220,10 @@ def _load_config(args: argparse.Namespace) -> Config:
         threshold=args.threshold,
         device=getattr(args, "device", None),
         input=getattr(args, "input", None),
+        save_clips=getattr(args, "save_clips", None),
+        near_misses=getattr(args, "save_near_misses", None),
+        max_clips=getattr(args, "max_clips", None),
+        max_megabytes=getattr(args, "max_megabytes", None),
     )
 
 
