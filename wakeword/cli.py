@@ -172,6 +172,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect.set_defaults(func=cmd_detect)
 
+    enroll = sub.add_parser(
+        "enroll",
+        parents=[common],
+        help="record yourself saying the wake word, see how the model scores it, get a threshold",
+        description="Prompt N times to say the wake word, record each take from the microphone (or take "
+        "the first N utterances of --input), score each with the model and print a table and a threshold "
+        "recommendation. Takes are saved as WAV + JSON (the --save-clips layout) for later training.",
+        epilog=EXIT_CODES
+        + "\nexamples:\n  wakeword enroll\n  wakeword enroll --count 5 --out ~/espresso-takes\n"
+        "  wakeword enroll --input my-takes.wav\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _model_options(enroll)
+    enroll.add_argument("--count", type=int, default=8, metavar="N", help="how many takes (default 8)")
+    enroll.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="where to save the takes (default $XDG_DATA_HOME/wakeword/enroll/WAKE_WORD, "
+        "~/.local/share/wakeword/enroll/WAKE_WORD)",
+    )
+    enroll.add_argument(
+        "--input",
+        metavar="FILE|-",
+        help="no prompts: take the first N utterances of an audio file, or of raw s16le 16 kHz mono on stdin",
+    )
+    enroll.add_argument("--device", metavar="NAME|INDEX", help="input device (see `wakeword devices`)")
+    enroll.set_defaults(func=cmd_enroll)
+
     devices = sub.add_parser(
         "devices",
         parents=[common],
@@ -316,6 +345,31 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if failed is not None:
         return failed.exit_code
     return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from wakeword.audio import MicrophoneSource
+    from wakeword.config import load_config, with_overrides
+    from wakeword.engine import Detector
+    from wakeword.enroll import run_enroll
+
+    if not 1 <= args.count <= 100:
+        raise ConfigError(f"--count: expected a whole number between 1 and 100, got {args.count}")
+    # --input is enroll's own (not the config's audio.input, which `listen` reads forever).
+    config = with_overrides(load_config(args.config), models=args.model, threshold=args.threshold)
+    if len(config.models) != 1:
+        raise ConfigError("enroll works on one model at a time; choose it with --model PATH")
+    detector = Detector.from_config(config)
+    device = args.device if args.device is not None else config.audio.device
+    return run_enroll(
+        detector,
+        count=args.count,
+        out=args.out,
+        input_spec=args.input,
+        source_factory=lambda: MicrophoneSource(device, block_s=0.05),
+        stdout=sys.stdout,
+        prompt=sys.stderr,
+    )
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
