@@ -310,6 +310,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
     source = source_for(config, realtime=args.realtime)
     stop = threading.Event()
     stdout = StdoutSink(on_broken=stop.set)  # a closed stdout ends `listen` (as `| head` expects)
+    meter = None
+    if args.meter:
+        from wakeword.meter import open_meter
+
+        meter = open_meter([sys.stdout, sys.stderr])  # None without a terminal: nothing extra printed
     try:
         code = run_listen(
             config,
@@ -318,8 +323,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
             on_detection=lambda d: stdout.write(format_detection(d, as_json=args.json)),
             reload_config=configure,
             source=source,
+            taps=[meter] if meter is not None else [],
         )
     finally:
+        if meter is not None:
+            meter.close()  # gives the terminal its scroll region back, even after an error
         stdout.close()
     if stdout.broken:
         raise BrokenPipeError("stdout was closed")  # main() makes it a quiet exit 0, as before
