@@ -62,6 +62,7 @@ class Clip:
     samples: np.ndarray  # int16, 16 kHz mono
     sidecar: dict[str, Any]
     wall_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    label: str = ""  # added to the file name (enroll: the take number)
 
 
 def file_sha256(path: Path) -> str | None:
@@ -151,7 +152,9 @@ class ClipStore:
 
     def _name(self, clip: Clip, folder: Path) -> Path:
         stamp = clip.wall_time.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z"
-        base = f"{stamp}_{_safe(clip.wake_word)}_{clip.kind}"
+        base = f"{stamp}_{_safe(clip.wake_word)}_{clip.kind}" + (
+            f"-{_safe(clip.label)}" if clip.label else ""
+        )
         path = folder / f"{base}.wav"
         n = 1
         while path.exists():

@@ -352,7 +352,8 @@ def save_takes(takes: list[Take], store: ClipStore, detector: Detector) -> list[
             "model": described,
             "detector": asdict(settings),
         }
-        path = store.save(Clip("enrollment", model.name, take.samples, sidecar, datetime.now(UTC)))
+        clip = Clip("enrollment", model.name, take.samples, sidecar, datetime.now(UTC), f"{take.index:02d}")
+        path = store.save(clip)
         saved.append(_replace(take, path=path))
     return saved
 
