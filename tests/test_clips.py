@@ -292,6 +292,10 @@ def test_near_miss_tracker_one_per_peak_with_refractory() -> None:
     assert fired_run.feed(0, [0.6, 0.9, 0.99, 0.2], fired={2}) == []  # it fired: a detection, not a miss
     open_run = NearMissTracker(threshold=0.5, refractory_frames=0)
     assert open_run.feed(0, [0.2, 0.7], fired=set()) == [] and open_run.finish() == [(1, 0.7)]
+    # T above the detector's threshold: a peak over T that dips under T and then fires is one fired run.
+    above = NearMissTracker(threshold=0.9, refractory_frames=0, fire_threshold=0.5)
+    assert above.feed(0, [0.95, 0.7, 0.8, 0.1], fired={2}) == []
+    assert above.feed(4, [0.6, 0.92, 0.4], fired=set()) == [(5, 0.92)]
 
 
 def test_existing_loose_directory_is_not_chmodded_but_warned_about(

@@ -348,9 +348,12 @@ class NearMissTracker:
     reported when its run ends (the score falls below ``threshold``) or at the end of input.
     """
 
-    def __init__(self, threshold: float, refractory_frames: int) -> None:
+    def __init__(self, threshold: float, refractory_frames: int, fire_threshold: float = 1.0) -> None:
         self.threshold = threshold
         self.refractory_frames = refractory_frames
+        # A run lasts while the score stays at or above either threshold, so with T above the
+        # detector's threshold a word that fires a little later is still one (fired) run.
+        self._floor = min(threshold, fire_threshold)
         self._run: _Run | None = None
         self._last_event: int | None = None
 
@@ -363,7 +366,7 @@ class NearMissTracker:
                 self._last_event = frame
                 if self._run is not None:
                     self._run.fired = True
-            if score >= self.threshold:
+            if score >= self._floor:
                 run = self._run
                 if run is None:
                     run = self._run = _Run(score, frame, frame in fired)
@@ -379,7 +382,7 @@ class NearMissTracker:
     def _end(self) -> list[tuple[int, float]]:
         run, self._run = self._run, None
         assert run is not None
-        if run.fired:
+        if run.fired or run.peak < self.threshold:
             return []
         if self._last_event is not None and run.peak_frame - self._last_event < self.refractory_frames:
             return []
@@ -416,7 +419,7 @@ class ClipRecorder:
             {}
             if threshold is None
             else {
-                word: NearMissTracker(threshold, debouncer.refractory_frames)
+                word: NearMissTracker(threshold, debouncer.refractory_frames, debouncer.settings.threshold)
                 for word, debouncer in detector.debouncers.items()
             }
         )
@@ -434,6 +437,8 @@ class ClipRecorder:
         scores: dict[str, tuple[int, list[float]]],
     ) -> None:
         """``chunk`` (at absolute sample ``position``) has been processed into these detections and scores."""
+        if position != self.history.end and self._pending:
+            self._cut(final=True)  # audio was dropped: cut what is pending before the history restarts
         self.history.append(chunk, position)
         now = datetime.now(UTC)
         for d in detections:
