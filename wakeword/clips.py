@@ -334,7 +334,7 @@ class _Pending:
 
 @dataclass
 class _Run:
-    """A stretch of frames with smoothed score at or above the near-miss threshold."""
+    """A stretch of frames with smoothed score at or above the lower of the two thresholds."""
 
     peak: float = 0.0
     peak_frame: int = 0
@@ -345,7 +345,7 @@ class NearMissTracker:
     """Score peaks at or above ``threshold`` that did not fire: one per peak, refractory as for detections.
 
     Fed every frame's smoothed score in order with the frames that fired; a peak is
-    reported when its run ends (the score falls below ``threshold``) or at the end of input.
+    reported when its run ends (the score falls below both thresholds) or at the end of input.
     """
 
     def __init__(self, threshold: float, refractory_frames: int, fire_threshold: float = 1.0) -> None:
