@@ -3,7 +3,7 @@
 #
 #   deploy/install-system-packages.sh runtime    # the daemon: PortAudio, libsndfile
 #   deploy/install-system-packages.sh deploy     # + systemd-python build deps and the hooks' tools
-#   deploy/install-system-packages.sh test       # + virtual microphone, TTS, systemd tools, broker
+#   deploy/install-system-packages.sh test       # + virtual microphone, TTS, systemd tools, broker, tmux
 #   deploy/install-system-packages.sh training   # + every offline TTS engine and music synthesis
 #
 # Runs `apt-get update` only when something is missing, so a second run is fast.
@@ -15,7 +15,7 @@ runtime=(libportaudio2 libsndfile1 python3-venv)
 systemd_build=(libsystemd-dev pkg-config gcc python3-dev)
 hooks=(curl mosquitto-clients alsa-utils pulseaudio-utils)
 test_extra=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils espeak-ng sox
-            shellcheck systemd mosquitto mosquitto-clients strace)
+            shellcheck systemd mosquitto mosquitto-clients strace tmux)
 training_extra=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
                 fluidsynth fluid-soundfont-gm sox)
 

@@ -51,6 +51,29 @@ def eval_manifest(tmp_path_factory) -> Path:
     return manifest
 
 
+def test_clips_bench_measures_both_daemons_and_saves_clips(shipped_model_path: Path, tmp_path: Path) -> None:
+    """`python -m bench.clips` (the CPU budget of --save-clips) on 6 s of audio; no timing asserted."""
+    if espeak_missing():
+        pytest.skip(espeak_missing())
+    out = tmp_path / "clips.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.clips", "--seconds", "6", "--repeats", "1", "--out", str(out)]
+        + ["--model", str(shipped_model_path)],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    (run,) = result["runs"]
+    assert run["plain"]["ready_received"] and run["save_clips"]["ready_received"]
+    assert run["plain"]["exit_code"] == run["save_clips"]["exit_code"] == 0
+    assert run["clips_saved"] >= 1  # the word was heard and its clip written during the run
+    assert len(result["difference_pp"]) == 1 and "median difference" in proc.stdout
+
+
 def test_quick_bench_writes_valid_results(eval_manifest: Path, loud_model_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(REPO_ROOT))

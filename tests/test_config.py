@@ -290,6 +290,15 @@ def test_the_documented_example_message(tmp_path: Path) -> None:
         ("mqtt: {host: h, tls: true}", "mqtt.tls: expected a mapping"),
         ("service: {status_interval_s: 0}", "service.status_interval_s: expected a number"),
         ("service: {watchdog_s: 5}", "service.watchdog_s: unknown key"),
+        ("audio: {save_clips: ''}", "audio.save_clips.dir: expected a non-empty string"),
+        ("audio: {save_clips: {near_misses: 0.5}}", "audio.save_clips.dir: required key is missing"),
+        ("audio: {save_clips: {dir: c, near_misses: 1}}", "audio.save_clips.near_misses: expected a number"),
+        (
+            "audio: {save_clips: {dir: c, max_clips: 0}}",
+            "audio.save_clips.max_clips: expected a whole number",
+        ),
+        ("audio: {save_clips: {dir: c, max_megabytes: 0}}", "audio.save_clips.max_megabytes: expected"),
+        ("audio: {save_clips: {dir: c, keep: 3}}", "audio.save_clips.keep: unknown key"),
     ],
 )
 def test_invalid_values_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -434,3 +443,22 @@ def test_fuzzed_files_round_trip_through_yaml(tmp_path: Path, document) -> None:
         load_config(path)
     except ConfigError as exc:
         assert str(exc).startswith(f"{path}: ")
+
+
+def test_save_clips_shorthand_mapping_and_flags(tmp_path: Path) -> None:
+    from wakeword.config import ClipSettings
+
+    short = load_config(_write(tmp_path / "a" / "config.yaml", "audio: {save_clips: clips}"))
+    assert short.audio.save_clips == ClipSettings(dir=tmp_path / "a" / "clips")  # relative to the file
+    full = load_config(
+        _write(
+            tmp_path / "b.yaml",
+            "audio: {save_clips: {dir: /c, near_misses: 0.4, max_clips: 5, max_megabytes: 1.5}}",
+        )
+    )
+    assert full.audio.save_clips == ClipSettings(Path("/c"), 0.4, 5, 1.5)
+    flags = with_overrides(full, save_clips="d", near_misses=0.6, max_clips=7)
+    assert flags.audio.save_clips == ClipSettings(Path("d"), 0.6, 7, 1.5)
+    assert load_config(_write(tmp_path / "c.yaml", "")).audio.save_clips is None  # off by default
+    with pytest.raises(ConfigError, match="--save-near-misses: needs --save-clips DIR"):
+        with_overrides(short.__class__(models=short.models), near_misses=0.5)

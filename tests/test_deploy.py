@@ -155,6 +155,21 @@ def test_system_unit_exposure_is_at_most_3(tmp_path):
     assert score <= MAX_EXPOSURE
 
 
+#: `systemd-analyze security` of wakeword.service before it got a place for saved clips (issue 18):
+#: StateDirectory= must not cost exposure points.
+EXPOSURE_BEFORE_STATE_DIRECTORY = 0.7
+
+
+@needs_systemd_analyze
+def test_system_unit_gives_clips_a_private_state_directory_at_no_exposure_cost(tmp_path):
+    settings = unit_settings(SYSTEM_UNIT)
+    assert settings["StateDirectory"] == ["wakeword"] and settings["StateDirectoryMode"] == ["0700"]
+    assert settings["ProtectSystem"] == ["strict"] and "ReadWritePaths" not in settings
+    assert exposure([str(SYSTEM_UNIT)], tmp_path) <= EXPOSURE_BEFORE_STATE_DIRECTORY
+    example = EXAMPLE_CONFIG.read_text()
+    assert "/var/lib/wakeword/clips" in example and "/var/lib/wakeword/clips" in SYSTEM_UNIT.read_text()
+
+
 @needs_systemd_analyze
 def test_system_unit_with_network_dropin_stays_within_budget(tmp_path):
     root = tmp_path / "root"
@@ -246,6 +261,9 @@ WYOMING_DIFFERENCES = {
     # loosens nothing the other unit restricts: only that directory becomes writable.
     "RuntimeDirectory",
     "RuntimeDirectoryMode",
+    # /var/lib/wakeword for `listen`'s saved clips (audio.save_clips): `wyoming` saves nothing.
+    "StateDirectory",
+    "StateDirectoryMode",
 }
 
 
@@ -983,6 +1001,20 @@ def test_example_config_commented_sections_are_valid_when_uncommented(monkeypatc
     assert len(config.hooks) == 4 and config.models[0].threshold == 0.5
 
 
+def test_example_config_commented_save_clips_is_valid_when_uncommented():
+    import yaml
+
+    from wakeword.config import config_from_mapping
+
+    lines = EXAMPLE_CONFIG.read_text().splitlines()
+    start = lines.index("  #save_clips:")
+    block = [lines[start]] + [line for line in lines[start + 1 :] if line.startswith("  #  ")][:4]
+    data = yaml.safe_load("\n".join(line.replace("#", "", 1) for line in block))
+    clips = config_from_mapping({"audio": data}, str(EXAMPLE_CONFIG), DEPLOY).audio.save_clips
+    assert clips is not None and str(clips.dir) == "/var/lib/wakeword/clips"
+    assert (clips.near_miss_threshold, clips.max_clips, clips.max_megabytes) == (0.5, 1000, 100)
+
+
 def test_example_config_documents_every_key():
     from wakeword import config as cfg
 
@@ -995,5 +1027,6 @@ def test_example_config_documents_every_key():
         cfg._MQTT_KEYS,
         cfg._TLS_KEYS,
         cfg._SERVICE_KEYS,
+        cfg._CLIP_KEYS,
     ):
         assert set(keys) <= mentioned, f"not in config.example.yaml: {sorted(set(keys) - mentioned)}"

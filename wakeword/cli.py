@@ -129,6 +129,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="shell command to run on each detection (added to the config's hooks; repeatable)",
     )
     listen.add_argument("--json", action="store_true", help="print each detection as one JSON object")
+    clips = listen.add_argument_group("saved clips (off by default: this is audio of your home)")
+    clips.add_argument(
+        "--save-clips",
+        metavar="DIR",
+        help="save each detection's audio (1.5 s before to 0.5 s after, 16 kHz WAV) and JSON sidecar in DIR",
+    )
+    clips.add_argument(
+        "--save-near-misses",
+        type=float,
+        metavar="T",
+        help="also save score peaks >= T that did not fire, into DIR/near-miss/",
+    )
+    clips.add_argument("--max-clips", type=int, metavar="N", help="keep at most N clips (default 1000)")
+    clips.add_argument(
+        "--max-megabytes", type=float, metavar="MB", help="keep at most MB of clips (default 100)"
+    )
+    listen.add_argument(
+        "--meter",
+        action="store_true",
+        help="on a terminal, show the input level and each model's score against its threshold, "
+        "about 10 times a second (nothing extra without a terminal)",
+    )
     listen.set_defaults(func=cmd_listen)
 
     detect = sub.add_parser(
@@ -149,6 +171,35 @@ def build_parser() -> argparse.ArgumentParser:
         help='one JSON object per detection per line: {"file", "time", "score", "wake_word", "frame"}',
     )
     detect.set_defaults(func=cmd_detect)
+
+    enroll = sub.add_parser(
+        "enroll",
+        parents=[common],
+        help="record yourself saying the wake word, see how the model scores it, get a threshold",
+        description="Prompt N times to say the wake word, record each take from the microphone (or take "
+        "the first N utterances of --input), score each with the model and print a table and a threshold "
+        "recommendation. Takes are saved as WAV + JSON (the --save-clips layout) for later training.",
+        epilog=EXIT_CODES
+        + "\nexamples:\n  wakeword enroll\n  wakeword enroll --count 5 --out ~/espresso-takes\n"
+        "  wakeword enroll --input my-takes.wav\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _model_options(enroll)
+    enroll.add_argument("--count", type=int, default=8, metavar="N", help="how many takes (default 8)")
+    enroll.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="where to save the takes (default $XDG_DATA_HOME/wakeword/enroll/WAKE_WORD, "
+        "~/.local/share/wakeword/enroll/WAKE_WORD)",
+    )
+    enroll.add_argument(
+        "--input",
+        metavar="FILE|-",
+        help="no prompts: take the first N utterances of an audio file, or of raw s16le 16 kHz mono on stdin",
+    )
+    enroll.add_argument("--device", metavar="NAME|INDEX", help="input device (see `wakeword devices`)")
+    enroll.set_defaults(func=cmd_enroll)
 
     devices = sub.add_parser(
         "devices",
@@ -198,6 +249,10 @@ def _load_config(args: argparse.Namespace) -> Config:
         threshold=args.threshold,
         device=getattr(args, "device", None),
         input=getattr(args, "input", None),
+        save_clips=getattr(args, "save_clips", None),
+        near_misses=getattr(args, "save_near_misses", None),
+        max_clips=getattr(args, "max_clips", None),
+        max_megabytes=getattr(args, "max_megabytes", None),
     )
 
 
@@ -255,6 +310,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
     source = source_for(config, realtime=args.realtime)
     stop = threading.Event()
     stdout = StdoutSink(on_broken=stop.set)  # a closed stdout ends `listen` (as `| head` expects)
+    meter = None
+    if args.meter:
+        from wakeword.meter import open_meter
+
+        meter = open_meter([sys.stdout, sys.stderr])  # None without a terminal: nothing extra printed
     try:
         code = run_listen(
             config,
@@ -263,8 +323,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
             on_detection=lambda d: stdout.write(format_detection(d, as_json=args.json)),
             reload_config=configure,
             source=source,
+            taps=[meter] if meter is not None else [],
         )
     finally:
+        if meter is not None:
+            meter.close()  # gives the terminal its scroll region back, even after an error
         stdout.close()
     if stdout.broken:
         raise BrokenPipeError("stdout was closed")  # main() makes it a quiet exit 0, as before
@@ -290,6 +353,31 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if failed is not None:
         return failed.exit_code
     return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from wakeword.audio import MicrophoneSource
+    from wakeword.config import load_config, with_overrides
+    from wakeword.engine import Detector
+    from wakeword.enroll import run_enroll
+
+    if not 1 <= args.count <= 100:
+        raise ConfigError(f"--count: expected a whole number between 1 and 100, got {args.count}")
+    # --input is enroll's own (not the config's audio.input, which `listen` reads forever).
+    config = with_overrides(load_config(args.config), models=args.model, threshold=args.threshold)
+    if len(config.models) != 1:
+        raise ConfigError("enroll works on one model at a time; choose it with --model PATH")
+    detector = Detector.from_config(config)
+    device = args.device if args.device is not None else config.audio.device
+    return run_enroll(
+        detector,
+        count=args.count,
+        out=args.out,
+        input_spec=args.input,
+        source_factory=lambda: MicrophoneSource(device, block_s=0.05),
+        stdout=sys.stdout,
+        prompt=sys.stderr,
+    )
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

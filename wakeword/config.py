@@ -13,7 +13,8 @@ Example::
     models:
       - path: models/espresso.onnx     # relative paths are relative to this file
         threshold: 0.6                 # optional: each overrides the model's default
-    audio: {device: null, input: null, chunk_ms: 20, buffer_s: 10}
+    audio: {device: null, input: null, chunk_ms: 20, buffer_s: 10,
+            save_clips: {dir: /var/lib/wakeword/clips, near_misses: 0.5, max_clips: 1000, max_megabytes: 100}}
     hooks:
       - command: ["/usr/local/bin/on-wake"]   # or a string, run with /bin/sh -c
         timeout_s: 10
@@ -71,11 +72,22 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class ClipSettings:
+    """Saved audio of detections (and near misses): off unless configured, since it is audio of a home."""
+
+    dir: Path
+    near_miss_threshold: float | None = None  # also save non-firing score peaks at or above this
+    max_clips: int = 1000  # oldest removed first beyond either cap
+    max_megabytes: float = 100.0
+
+
+@dataclass(frozen=True)
 class AudioSettings:
     device: str | int | None = None  # sounddevice name (substring) or index; None = system default
     input: str | None = None  # audio file to read instead of a microphone, "-" = raw s16le on stdin
     chunk_ms: int = 20  # capture block size
     buffer_s: float = 10.0  # ring buffer between capture and processing
+    save_clips: ClipSettings | None = None  # None = no clips saved
 
     @property
     def block_s(self) -> float:
@@ -227,7 +239,8 @@ def _optional(data: Mapping, name: str, parse: Callable[[Any], Any], default: An
 # --- sections --------------------------------------------------------------------------------
 
 _MODEL_KEYS = ("path", "threshold", "smoothing_frames", "patience_frames", "refractory_s")
-_AUDIO_KEYS = ("device", "input", "chunk_ms", "buffer_s")
+_AUDIO_KEYS = ("device", "input", "chunk_ms", "buffer_s", "save_clips")
+_CLIP_KEYS = ("dir", "near_misses", "max_clips", "max_megabytes")
 _HOOK_KEYS = ("command", "timeout_s", "max_concurrent")
 _TLS_KEYS = ("enabled", "ca_file", "certfile", "keyfile", "insecure")
 _MQTT_KEYS = (
@@ -292,6 +305,27 @@ def _audio(c: _Checker, value: Any) -> AudioSettings:
         ),
         buffer_s=_optional(
             data, "buffer_s", lambda v: c.number(v, "audio.buffer_s", 0.1, 600), defaults.buffer_s
+        ),
+        save_clips=_optional(data, "save_clips", lambda v: _clips(c, v)),
+    )
+
+
+def _clips(c: _Checker, value: Any, key: str = "audio.save_clips") -> ClipSettings:
+    if isinstance(value, str):  # shorthand: just the directory
+        value = {"dir": value}
+    data = c.mapping(value, key, _CLIP_KEYS, required=("dir",))
+    defaults = ClipSettings(dir=Path("."))
+    return ClipSettings(
+        dir=c.path(data["dir"], f"{key}.dir"),
+        near_miss_threshold=_optional(data, "near_misses", lambda v: c.fraction(v, f"{key}.near_misses")),
+        max_clips=_optional(
+            data, "max_clips", lambda v: c.integer(v, f"{key}.max_clips", 1, 10_000_000), defaults.max_clips
+        ),
+        max_megabytes=_optional(
+            data,
+            "max_megabytes",
+            lambda v: c.number(v, f"{key}.max_megabytes", 0, 10_000_000, open_low=True),
+            defaults.max_megabytes,
         ),
     )
 
@@ -509,11 +543,16 @@ def with_overrides(
     device: str | int | None = None,
     input: str | None = None,  # noqa: A002 - mirrors the --input flag and the audio.input key
     log_level: str | None = None,
+    save_clips: str | Path | None = None,
+    near_misses: float | None = None,
+    max_clips: int | None = None,
+    max_megabytes: float | None = None,
 ) -> Config:
     """A new Config with command-line flags laid over it; ``None`` leaves a key as it is.
 
     ``models`` replaces the model list (paths relative to the working directory);
-    ``threshold`` applies to every model.
+    ``threshold`` applies to every model; ``save_clips`` sets the clip directory, and the
+    other clip options need one (from here or from the config).
     """
     c = _Checker(COMMAND_LINE_SOURCE, None)
     result = config
@@ -531,4 +570,25 @@ def with_overrides(
         result = replace(result, audio=replace(result.audio, input=c.string(input, "--input")))
     if log_level is not None:
         result = replace(result, log_level=_log_level(c, log_level, "--log-level"))
+    clips = result.audio.save_clips
+    if save_clips is not None:
+        directory = c.path(str(save_clips), "--save-clips")
+        clips = replace(clips, dir=directory) if clips is not None else ClipSettings(dir=directory)
+    for flag, value in (
+        ("--save-near-misses", near_misses),
+        ("--max-clips", max_clips),
+        ("--max-megabytes", max_megabytes),
+    ):
+        if value is not None and clips is None:
+            raise c.error(flag, "needs --save-clips DIR (or audio.save_clips in the config)")
+    if clips is not None:
+        if near_misses is not None:
+            clips = replace(clips, near_miss_threshold=c.fraction(near_misses, "--save-near-misses"))
+        if max_clips is not None:
+            clips = replace(clips, max_clips=c.integer(max_clips, "--max-clips", 1, 10_000_000))
+        if max_megabytes is not None:
+            clips = replace(
+                clips, max_megabytes=c.number(max_megabytes, "--max-megabytes", 0, 10_000_000, open_low=True)
+            )
+        result = replace(result, audio=replace(result.audio, save_clips=clips))
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +55,10 @@ class Debouncer:
         self.window_s = window_s
         # Frames that must pass after a detection before the next one may fire.
         self.refractory_frames = math.ceil(settings.refractory_s * frames_per_second - 1e-9)
+        #: Called after each :meth:`process` call with (first frame index, smoothed score of every frame),
+        #: for consumers that need more than the last score (saved near misses, the live meter). Unset,
+        #: it costs nothing; it survives :meth:`reset`.
+        self.score_sink: Callable[[int, list[float]], None] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -80,12 +85,17 @@ class Debouncer:
         patience = self.settings.patience_frames
         detections: list[Detection] = []
         history = self._history
+        sink = self.score_sink
+        first_frame = self._frame
+        scores: list[float] = []
         for prob in np.asarray(probabilities, dtype=np.float64).reshape(-1).tolist():
             frame = self._frame
             self._frame += 1
             history.append(prob)
             score = sum(history) / len(history)
             self.last_score = score
+            if sink is not None:
+                scores.append(score)
             if score < threshold:
                 self._run = 0
                 self._run_max = 0.0
@@ -100,4 +110,6 @@ class Debouncer:
             detections.append(Detection(self.wake_word, self._run_max, self.frame_time(frame), frame))
             self._last_fire = frame
             self._armed = False
+        if sink is not None and scores:
+            sink(first_frame, scores)
         return detections

@@ -181,6 +181,11 @@ class Detector:
         return {s.model.name: s.debouncer.settings for s in self._streams}
 
     @property
+    def debouncers(self) -> dict[str, Debouncer]:
+        """Each wake word's debouncer (settings, frame times, per-frame score sink), for clips and meters."""
+        return {s.model.name: s.debouncer for s in self._streams}
+
+    @property
     def feature_streams(self) -> int:
         """How many distinct front ends run (models with the same front-end config share one)."""
         return len(self._features)

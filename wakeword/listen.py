@@ -13,6 +13,9 @@ loop checks, so nothing heavy ever runs inside a signal handler:
 
 A :class:`Lifecycle` (systemd in wakeword.service) is told when the daemon is
 ready, gets a heartbeat at least once a second, and hears when it stops.
+
+:class:`StreamTap` objects (saved clips, the live meter) see every processed chunk with its
+detections and per-frame smoothed scores, on this thread: they must only copy and count.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from wakeword.audio import AudioSource, open_source
 from wakeword.engine import Detector
@@ -73,6 +78,33 @@ class NullLifecycle:
 
     def stopping(self) -> None:
         pass
+
+
+class StreamTap(Protocol):
+    """Sees the stream as the loop processes it (``wakeword.clips.ClipRecorder``, ``wakeword.meter.Meter``).
+
+    ``attach`` is called with each detector the loop starts (at start-up, after dropped
+    audio, after a reload) and the stream time of its frame 0; ``step`` after each chunk
+    with the chunk's absolute sample position, its detections (stream-clock times) and,
+    per wake word, (first frame, smoothed score of each frame) when ``wants_scores``;
+    ``finish`` when the input ends; ``close`` once, at exit.
+    """
+
+    wants_scores: bool
+
+    def attach(self, detector: Detector, offset_s: float) -> None: ...
+
+    def step(
+        self,
+        chunk: np.ndarray,
+        position: int,
+        detections: Sequence[Detection],
+        scores: dict[str, tuple[int, list[float]]],
+    ) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 DetectionCallback = Callable[["Detection"], None]
@@ -179,6 +211,7 @@ class _Loop:
         lifecycle: Lifecycle,
         on_detection: DetectionCallback | None,
         reload_config: ConfigLoader,
+        taps: Sequence[StreamTap] = (),
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -193,6 +226,9 @@ class _Loop:
         self.ready = False
         self.input_lost = False
         self._last_heartbeat = -1e9
+        self.taps = list(taps)
+        self._scores: dict[str, tuple[int, list[float]]] = {}
+        self._attach()
 
     def stats(self) -> ListenStats:
         return ListenStats(
@@ -208,10 +244,43 @@ class _Loop:
             self._last_heartbeat = now
             self.lifecycle.heartbeat(self.stats())
 
+    def _tap(self, method: str, *args: object) -> None:
+        """Call a method of every tap; a broken tap is logged and never stops the loop."""
+        for tap in self.taps:
+            try:
+                getattr(tap, method)(*args)
+            except Exception as exc:
+                log.error("%s.%s failed: %s", type(tap).__name__, method, exc)
+
+    def _attach(self) -> None:
+        """Tell the taps about the current detector and have it hand over per-frame scores if asked."""
+        if not self.taps:
+            return
+        self._tap("attach", self.pipeline.detector, self.offset_s)
+        self._scores = {}
+        if any(getattr(tap, "wants_scores", False) for tap in self.taps):
+            for word, debouncer in self.pipeline.detector.debouncers.items():
+                debouncer.score_sink = self._score_sink(word)
+
+    def _score_sink(self, word: str) -> Callable[[int, list[float]], None]:
+        def sink(first_frame: int, scores: list[float]) -> None:
+            held = self._scores.get(word)
+            if held is None:
+                self._scores[word] = (first_frame, scores)
+            else:
+                held[1].extend(scores)
+
+        return sink
+
+    def _shift(self, detections: list[Detection]) -> list[Detection]:
+        """Detector times -> stream times (the detector restarted at ``offset_s``)."""
+        if not self.offset_s:
+            return detections
+        return [replace(d, time_s=d.time_s + self.offset_s) for d in detections]
+
     def handle(self, detections: list[Detection]) -> None:
+        """Report detections already on the stream clock."""
         for detection in detections:
-            if self.offset_s:
-                detection = replace(detection, time_s=detection.time_s + self.offset_s)
             self.detections += 1
             log.info(
                 "detected %s (score %.3f) at %.2f s", detection.wake_word, detection.score, detection.time_s
@@ -239,15 +308,30 @@ class _Loop:
         self.dropped += samples
         self.pipeline.detector.reset()
         self.offset_s = self.position_s
+        self._attach()
 
     def process(self, chunk) -> None:
-        self.handle(self.pipeline.detector.process(chunk))
+        position = self.samples + self.dropped
+        detections = self._shift(self.pipeline.detector.process(chunk))
+        if self.taps:
+            scores, self._scores = self._scores, {}
+            self._tap("step", chunk, position, detections, scores)
+        self.handle(detections)
         self.samples += chunk.size
         if not self.ready:
             self.ready = True
             wake_words = self.pipeline.detector.wake_words
             log.info("listening for %s on %s", ", ".join(wake_words), self.source.description)
             self.lifecycle.ready(wake_words)
+
+    def finish(self) -> None:
+        """The input ended: run what the detector still buffers, then let the taps finish."""
+        detections = self._shift(self.pipeline.detector.flush())
+        if self.taps:
+            scores, self._scores = self._scores, {}
+            self._tap("step", np.zeros(0, dtype=np.int16), self.samples + self.dropped, detections, scores)
+            self._tap("finish")
+        self.handle(detections)
 
     def check_input(self) -> None:
         """Tell the lifecycle when the microphone is lost (and being retried) and when it is back."""
@@ -276,6 +360,7 @@ class _Loop:
         old = self.pipeline
         self.config, self.pipeline = config, pipeline
         self.offset_s = self.position_s
+        self._attach()
         # Old hooks may still be running: let them finish off this thread, audio keeps flowing.
         threading.Thread(target=old.close, name="wakeword-close-old", daemon=True).start()
         words = pipeline.detector.wake_words
@@ -291,14 +376,17 @@ def run_listen(
     on_detection: DetectionCallback | None = None,
     reload_config: ConfigLoader | None = None,
     source: AudioSource | None = None,
+    taps: Sequence[StreamTap] = (),
 ) -> int:
     """Listen until stopped or the input ends; returns the process exit code.
 
     ``on_detection`` is called for each detection (the CLI prints a line);
     ``reload_config`` is called on SIGHUP (default: the same config, models re-read
-    from disk); ``source`` replaces the one ``config.audio`` describes. Start-up
-    errors (bad model, no input device) raise WakewordError; a source failing
-    later is logged in one line and returns AudioError's exit code.
+    from disk); ``source`` replaces the one ``config.audio`` describes; ``taps`` see
+    the stream (e.g. the CLI's meter), after the clip recorder ``config.audio.save_clips``
+    asks for. Start-up errors (bad model, no input device, an unwritable clip directory)
+    raise WakewordError; a source failing later is logged in one line and returns
+    AudioError's exit code.
     """
     lifecycle = lifecycle or NullLifecycle()
     stop = stop_event or threading.Event()
@@ -306,13 +394,24 @@ def run_listen(
     # Handlers first: a SIGHUP or SIGTERM while models load must not kill the process outright.
     with _signals(stop, reload_requested):
         pipeline = build_pipeline(config)
+        all_taps: list[Any] = []
         try:
+            if config.audio.save_clips is not None:
+                from wakeword.clips import ClipRecorder
+
+                all_taps.append(ClipRecorder(config.audio.save_clips))
+                log.info("saving clips to %s", config.audio.save_clips.dir)
+            all_taps.extend(taps)
             source = source or source_for(config)
             source.start()
         except BaseException:
             pipeline.close()
+            for tap in all_taps:
+                tap.close()
             raise
-        loop = _Loop(config, pipeline, source, lifecycle, on_detection, reload_config or (lambda: config))
+        loop = _Loop(
+            config, pipeline, source, lifecycle, on_detection, reload_config or (lambda: config), all_taps
+        )
         return _run(loop, stop, reload_requested)
 
 
@@ -342,10 +441,11 @@ def _run(loop: _Loop, stop: threading.Event, reload_requested: threading.Event) 
         try:
             source.stop()
             if ended:  # the file or pipe ended: run what is still buffered
-                loop.handle(loop.pipeline.detector.flush())
+                loop.finish()
                 log.info("end of input after %.1f s of audio", loop.samples / source.sample_rate)
             loop.heartbeat(force=True)
         finally:
             _call_optional(loop.lifecycle, "stopping")
             loop.pipeline.close()
+            loop._tap("close")
     return code
