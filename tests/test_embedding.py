@@ -198,3 +198,18 @@ def test_cli_refuses_a_model_whose_front_end_is_missing_or_different_in_one_line
     assert len(lines) == 1, result.stderr
     assert expected in lines[0] and str(embedding_model_path) in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_the_daemon_path_imports_neither_torch_librosa_onnx_nor_the_openwakeword_package(
+    embedding_model_path: Path,
+) -> None:
+    """The runtime reads the two files from the package folder; it imports none of those modules."""
+    code = (
+        "import sys, numpy as np, wakeword\n"
+        f"d = wakeword.Detector([{str(embedding_model_path)!r}])\n"
+        "d.process(np.zeros(16000, np.float32)); d.flush()\n"
+        "print(sorted(m for m in ('torch', 'librosa', 'onnx', 'openwakeword') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
