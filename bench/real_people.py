@@ -40,6 +40,7 @@ from bench.common import (
     RESULTS_DIR,
     SAMPLE_RATE,
     SHARED_REAL_SPEECH,
+    BenchSettings,
     dither,
     git_commit,
     load_audio,
@@ -78,7 +79,7 @@ class RealConfig:
     peers: bool = True
     quick: bool = False
     out_dir: Path = RESULTS_DIR
-    cache_dir: Path = Path.home() / ".cache" / "wakeword-bench"
+    cache_dir: Path = field(default_factory=lambda: BenchSettings().cache_dir)
 
     def quick_version(self) -> RealConfig:
         return replace(self, quick=True, hours=1 / 60, stream_s=60.0, max_clips=self.max_clips or 8)
@@ -193,12 +194,12 @@ def held_out_manifest(manifest: Path, word: str, cache_dir: Path) -> tuple[Path,
             continue
         path = Path(row["path"])
         rows.append({**row, "path": str(path if path.is_absolute() else (manifest.parent / path).resolve())})
-    digest = hashlib.sha256(manifest.read_bytes() + word.encode()).hexdigest()[:16]
-    out = cache_dir / "real-people" / digest / "manifest.jsonl"
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    out = cache_dir / "real-people" / hashlib.sha256(text.encode()).hexdigest()[:16] / "manifest.jsonl"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp.write_text(text)
         tmp.replace(out)
     return out, dropped
 
@@ -537,7 +538,7 @@ def compare(engines: dict, reference: str) -> dict:
                 cell[cond] = {
                     f"only_{reference}_detected": only_ref,
                     f"only_{name}_detected": only_other,
-                    "p_mcnemar": round(mcnemar_exact(only_ref, only_other), 6),
+                    "p_mcnemar": mcnemar_exact(only_ref, only_other),
                 }
             out[point][name] = cell
     return out
@@ -554,7 +555,7 @@ def _pct(value: float | None, ci: tuple[float, float] | None = None) -> str:
 
 
 def _p(value: float) -> str:
-    return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
+    return f"{value:.1e}" if value < 0.001 else f"{value:.3f}"
 
 
 def markdown(results: dict) -> str:
@@ -619,8 +620,10 @@ def plot(results: dict, path: Path) -> Path:
             ax.plot(
                 [max(op["fa_per_hour"], floor)], [100 * op[key]], marker="*", ms=11, color=line.get_color()
             )
+    top = max(max(p["fa_per_hour"] for p in eng["points"]) for eng in results["engines"].values())
     ax.axvline(floor, color="grey", lw=0.8, ls=":")
     ax.set_xscale("log")
+    ax.set_xlim(floor / 1.5, max(top * 1.5, floor * 100))
     ax.set_ylim(0, 100)
     ax.set_xlabel(f"false accepts per hour ({hours:.2f} h of negatives; dotted: none)")
     ax.set_ylabel("real recordings missed (%)")

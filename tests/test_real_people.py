@@ -140,8 +140,9 @@ def test_every_engine_gets_identical_audio_from_the_same_seed(
 
 
 def test_quick_run_end_to_end(
-    tiny_manifest: Path, real_dir: Path, loud_model_path: Path, tmp_path, capsys
+    tiny_manifest: Path, real_dir: Path, loud_model_path: Path, tmp_path, monkeypatch
 ) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where the held-out manifest copy goes
     out = tmp_path / "results"
     argv = ["--word", "alexa", "--model", str(loud_model_path), "--manifest", str(tiny_manifest)]
     argv += ["--real-speech", str(real_dir), "--out-dir", str(out), "--quick", "--hours", str(40 / 3600)]
@@ -165,7 +166,10 @@ def test_quick_run_end_to_end(
     assert (out / meta["det_png"]).stat().st_size > 0
 
 
-def test_missing_manifest_is_one_line_naming_the_command(real_dir: Path, tmp_path, capsys) -> None:
+def test_missing_manifest_is_one_line_naming_the_command(
+    real_dir: Path, tmp_path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     argv = ["--word", "alexa", "--manifest", str(tmp_path / "none.jsonl"), "--real-speech", str(real_dir)]
     assert rp.main([*argv, "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
