@@ -734,6 +734,10 @@ def run(config: RealConfig) -> dict:
         "recording_names": [c.name for c in clips],
         "real_dir": str(config.real_dir / word_slug(word)),
         "manifest": str(manifest),
+        # what the negatives and backgrounds were drawn from (the manifest may be rewritten later)
+        "manifest_snapshot": str(held_out),
+        "held_out_rows": {kind: len(rows) for kind, rows in sorted(sources.rows.items())},
+        "held_out_engines": sorted({r.get("engine", "") for rows in sources.rows.values() for r in rows}),
         "negative_hours": round(hours, 4),
         "negative_streams": len(negatives),
         "snr_db": config.snr_db,
