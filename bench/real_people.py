@@ -295,6 +295,11 @@ class Ours:
         for chunk in _chunks(audio):
             fired += self.detector.process(chunk)
         fired += self.detector.flush()
+        if not self.model.recorded and len(audio) >= self.model.features.window_samples:
+            raise RuntimeError(
+                "the Detector ran no model step through WakeWordModel.run, so per-frame scores were not "
+                "recorded: bench.real_people.Ours needs updating for this runtime"
+            )
         scores = np.concatenate(self.model.recorded) if self.model.recorded else np.zeros(0, np.float32)
         return Trace(scores, None, [d.time_s for d in fired])
 
