@@ -279,7 +279,7 @@ def markdown(results: dict) -> str:
             f"- Real people saying {word!r} ({entry['recordings']} recordings, "
             f"{entry['negative_hours']:.2f} h negatives), missed at each engine's default: "
             + "; ".join(cells)
-            + f". Equal-FA/h points and paired tests: bench/results/{entry['files'][1]}."
+            + f". Equal-FA/h points and paired tests: {entry['files'][1]} (next to this report)."
         )
     for note in meta.get("notes", []):
         notes.append(f"- {note}")
