@@ -1,7 +1,8 @@
 """``python -m bench [--quick] [--model PATH] [--only SECTIONS]``: run the benchmarks, write results.
 
 Full run: bench/results/bench.json, bench.md, det.png. ``--quick`` (a smoke run on a
-few seconds of audio) writes quick.json / quick.md / quick-det.png instead.
+few seconds of audio) writes quick.json / quick.md / quick-det.png instead. The "real" section
+(bench/real_people.py) writes its own real-people-<word>.json/.md/-det.png per word.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import accuracy, chunks, live, pi_estimate, report, speed
+from bench import accuracy, chunks, live, pi_estimate, real_people, report, speed
 from bench.common import REPO_ROOT, RESULTS_DIR, BenchSettings, git_commit, machine_info
 from bench.dataset import load_eval_set
 from bench.peers import openwakeword_unavailable, pocketsphinx_unavailable
 
 log = logging.getLogger("bench")
-SECTIONS = ("speed", "chunks", "live", "accuracy", "pi")
+SECTIONS = ("speed", "chunks", "live", "accuracy", "real", "pi")
 SHIPPED = REPO_ROOT / "models" / "espresso.onnx"
 TINY_LABEL = (
     "TINY RANDOM-WEIGHT STAND-IN (models/espresso.onnx not trained yet): same architecture as training's "
@@ -72,6 +73,11 @@ def parse_args(argv: list[str] | None) -> tuple[BenchSettings, argparse.Namespac
         "--no-cache", action="store_true", help="re-run PocketSphinx accuracy instead of its cache"
     )
     p.add_argument("--no-peers", action="store_true", help="ours only")
+    p.add_argument(
+        "--real-hours",
+        type=float,
+        help="negatives of the real-people section (default 3 h; --quick: 1 minute)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     chunk_s, chunk_source = chunks.configured_chunk_s()
@@ -99,8 +105,11 @@ def parse_args(argv: list[str] | None) -> tuple[BenchSettings, argparse.Namespac
         "neg_hours": args.neg_hours,
         "repeats": args.repeats,
         "live_s": args.live_s,
+        "real_hours": args.real_hours,
     }
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    if args.no_peers:
+        settings = replace(settings, peers=())
     args.chunk_source = chunk_source
     return settings, args
 
@@ -218,6 +227,8 @@ def _section(section: str, settings, engines, evalset, corpus: Path, workdir: Pa
         return live.run(settings, engines, audio, short, workdir)
     if section == "accuracy":
         return accuracy.run(settings, evalset, engines, workdir)
+    if section == "real":
+        return real_people.section(settings, engines[0]["model"])
     if section == "pi":
         return pi_estimate.run(settings, engines, corpus, workdir)
     raise ValueError(section)

@@ -65,8 +65,9 @@ class BenchSettings:
             Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wakeword-bench"
         )
     )
-    sections: tuple[str, ...] = ("speed", "chunks", "live", "accuracy", "pi")
-    peers: tuple[str, ...] = ("pocketsphinx", "openwakeword")
+    sections: tuple[str, ...] = ("speed", "chunks", "live", "accuracy", "real", "pi")
+    peers: tuple[str, ...] = ("pocketsphinx", "openwakeword")  # () with --no-peers
+    real_hours: float | None = None  # negatives of the "real" section (None: its own default)
 
 
 def load_audio(path: str | Path) -> np.ndarray:

@@ -95,21 +95,71 @@ class OpenWakeWord:
         self._armed = True
 
     def process(self, samples: np.ndarray) -> list[float]:
-        buffer = np.concatenate([self._pending, np.asarray(samples, dtype=np.int16)])
         hits: list[float] = []
+        for time_s, score in self.scores(samples):
+            high = score >= self.threshold
+            if high and self._armed:
+                hits.append(time_s)
+            self._armed = not high
+        return hits
+
+    def scores(self, samples: np.ndarray) -> list[tuple[float, float]]:
+        """(chunk-end time, score) for every 80 ms step these samples complete (threshold sweeps)."""
+        buffer = np.concatenate([self._pending, np.asarray(samples, dtype=np.int16)])
+        out: list[tuple[float, float]] = []
         n = buffer.size - buffer.size % OWW_CHUNK
         for start in range(0, n, OWW_CHUNK):
             scores = self._model.predict(buffer[start : start + OWW_CHUNK])
             self._samples += OWW_CHUNK
-            high = max(scores.values()) >= self.threshold
-            if high and self._armed:
-                hits.append(self._samples / SAMPLE_RATE)
-            self._armed = not high
+            out.append((self._samples / SAMPLE_RATE, float(max(scores.values()))))
         self._pending = buffer[n:].copy()
-        return hits
+        return out
 
     def flush(self) -> list[float]:
         return []
+
+
+class MicroWakeWordPeer:
+    """microWakeWord from ``pymicro-wakeword`` (its wheel ships the tflite models and runtime).
+
+    Scores are the library's own sliding-window mean probability, one per 3 feature frames (30 ms);
+    the library says "detected" while that mean is above ``probability_cutoff`` (0.9 for alexa).
+    Its ``reset()`` reloads the model, so a fresh instance is as cheap and clearly fresh.
+    """
+
+    def __init__(self, model: str = "alexa") -> None:
+        from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
+
+        self._model = MicroWakeWord.from_builtin(Model(model))
+        self._features = MicroWakeWordFeatures()
+        self.label = f"microwakeword {model}"
+        self.threshold = float(self._model.probability_cutoff)
+        self._samples = 0
+        self._frames = 0
+
+    def scores(self, samples: np.ndarray) -> list[tuple[float, float]]:
+        """(chunk-end time, mean probability) for every model step these samples complete."""
+        pcm = np.ascontiguousarray(samples, dtype=np.int16)
+        self._samples += pcm.size
+        now = self._samples / SAMPLE_RATE
+        out: list[tuple[float, float]] = []
+        for frame in self._features.process_streaming(pcm.tobytes()):
+            prob = self._model.process_streaming_prob(frame)
+            self._frames += 1
+            if prob is not None and self._frames % self._model.stride == 0:  # the model ran on this frame
+                out.append((now, float(prob)))
+        return out
+
+
+def microwakeword_unavailable() -> str | None:
+    """Why microWakeWord cannot run here (for the results), or None."""
+    try:
+        from pymicro_wakeword import MicroWakeWord, Model
+
+        MicroWakeWord.from_builtin(Model("alexa")).close()
+    except Exception as exc:  # ImportError, or its bundled tflite library failing to load
+        return f"pymicro-wakeword is not usable ({type(exc).__name__}: {exc}); pip install '.[bench]'"
+    return None
 
 
 def openwakeword_unavailable() -> str | None:

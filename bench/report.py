@@ -265,6 +265,22 @@ def markdown(results: dict) -> str:
             f"{counts.get('real_speech', 0)} real-speech files ({hours.get('real_speech', 0):.2f} h). "
             + " ".join(n.rstrip(".") + "." for n in ev.get("notes", []))
         )
+    for word, entry in s.get("real", {}).get("words", {}).items():
+        if "skipped" in entry:
+            notes.append(f"- Real people saying {word!r}: not measured ({entry['skipped']})")
+            continue
+        cells = [
+            f"{name} {_pct(op['missed_clean'])} clean / {_pct(op['missed_10db'])} 10 dB at "
+            f"{_f(op['fa_per_hour'])} FA/h (thr {op['threshold']:g})"
+            for name, points in entry["operating_points"].items()
+            if (op := points.get("default"))
+        ]
+        notes.append(
+            f"- Real people saying {word!r} ({entry['recordings']} recordings, "
+            f"{entry['negative_hours']:.2f} h negatives), missed at each engine's default: "
+            + "; ".join(cells)
+            + f". Equal-FA/h points and paired tests: {entry['files'][1]} (next to this report)."
+        )
     for note in meta.get("notes", []):
         notes.append(f"- {note}")
     for name, err in results.get("errors", {}).items():

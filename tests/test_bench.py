@@ -105,7 +105,11 @@ def test_quick_bench_writes_valid_results(eval_manifest: Path, loud_model_path: 
     assert results["errors"] == {}
     assert results["meta"]["quick"] is True
     sections = results["sections"]
-    assert set(sections) == {"speed", "chunks", "live", "accuracy"}
+    assert set(sections) == {"speed", "chunks", "live", "accuracy", "real"}
+    # real people: measured per word where a manifest and an engine exist, else skipped in one line
+    assert set(sections["real"]["words"]) == {"alexa", "computer"}
+    for entry in sections["real"]["words"].values():
+        assert "files" in entry or len(entry["skipped"].splitlines()) == 1
 
     speed = sections["speed"]["engines"]["ours"]
     assert speed["cpu_s_per_audio_hour"] > 0
