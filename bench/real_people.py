@@ -67,6 +67,8 @@ class RealConfig:
 
     word: str = "alexa"
     model: Path | None = None  # ours; None: models/<word>.onnx when it exists, else peers only
+    # more models of ours on the same clips (e.g. the other front end), compared paired with the first
+    also_models: tuple[Path, ...] = ()
     manifest: Path | None = None  # None: training/work/<word>/data/manifest.jsonl
     real_dir: Path = SHARED_REAL_SPEECH
     hours: float = 3.0  # negative streams
@@ -262,9 +264,7 @@ class Ours:
     so any front end the runtime supports works unchanged.
     """
 
-    name = "ours"
-
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, name: str = "ours") -> None:
         from wakeword import Detector
         from wakeword.model import WakeWordModel
 
@@ -282,7 +282,10 @@ class Ours:
         self.detector = Detector([self.model])
         self.settings = self.detector.settings[self.model.name]
         self.default_threshold = self.settings.threshold
-        self.label = f"wakeword {path.name}"
+        from wakeword import frontend
+
+        self.name = name
+        self.label = f"wakeword {path.name} ({frontend.kind_of(self.model.features)})"
         self.rule = (
             f"runtime Debouncer: smoothing {self.settings.smoothing_frames}, patience "
             f"{self.settings.patience_frames} frames, refractory {self.settings.refractory_s} s"
@@ -674,6 +677,13 @@ def run(config: RealConfig) -> dict:
         engines.append(ours)
     else:
         notes.append(f"no model of ours for {word!r} (models/{word_slug(word)}.onnx absent, no --model)")
+    for number, extra in enumerate(config.also_models, start=2):
+        from wakeword.errors import ModelError
+
+        try:
+            engines.append(Ours(Path(extra), name=f"ours-{number}"))
+        except ModelError as exc:
+            raise SetupError(str(exc)) from exc
     skipped: dict[str, str] = {}
     if config.peers:
         peers, skipped = peer_engines(word)
@@ -816,6 +826,13 @@ def main(argv: list[str] | None = None) -> int:
         "--word", default="alexa", help="a folder of ../shared/data/real-speech (alexa, computer, ...)"
     )
     p.add_argument("--model", type=Path, help="our ONNX model (default models/<word>.onnx if it exists)")
+    p.add_argument(
+        "--also-model",
+        type=Path,
+        action="append",
+        default=[],
+        help="another model of ours on the same clips, compared paired with --model (repeatable)",
+    )
     p.add_argument("--manifest", type=Path, help="synthesised manifest (default training/work/<word>/data/)")
     p.add_argument("--hours", type=float, help="hours of negative streams (default 3; --quick: 1 minute)")
     p.add_argument("--max-clips", type=int, help="a seeded subset of the recordings")
@@ -837,6 +854,7 @@ def main(argv: list[str] | None = None) -> int:
     config = RealConfig(
         word=args.word,
         model=args.model,
+        also_models=tuple(args.also_model),
         manifest=args.manifest,
         real_dir=args.real_speech,
         max_clips=args.max_clips,
