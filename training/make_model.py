@@ -89,7 +89,10 @@ NETWORK = NetworkConfig()
 LOGMEL = "logmel"
 SPEECH_EMBEDDING = "speech-embedding"
 FRONTENDS = (LOGMEL, SPEECH_EMBEDDING)
-DEFAULT_FRONTEND = SPEECH_EMBEDDING
+#: The default is what the real-voice check chose. The first speech-embedding recipes (a GRU of 64 on
+#: the embeddings) missed MORE real people than log-mels (computer: see README, "Two front ends"), so
+#: log-mel stays the default until a speech-embedding recipe beats it on real people.
+DEFAULT_FRONTEND = LOGMEL
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,9 @@ class FrontEndRecipe:
     detector: DetectorSettings
     frames_per_step: int
     spec_augment_p: float
+    spec_max_freq: int = 6
+    spec_max_time: int = 12
+    feature_noise: float = 0.0
 
 
 def front_end_recipe(name: str) -> FrontEndRecipe:
@@ -126,14 +132,20 @@ def front_end_recipe(name: str) -> FrontEndRecipe:
         # features that already separate phonemes; SpecAugment's masks do not fit embeddings.
         return FrontEndRecipe(
             features=EmbeddingConfig(),
-            network=NetworkConfig(n_mels=EmbeddingConfig().dim, hidden=64, layers=2, dropout=0.2),
+            network=NetworkConfig(n_mels=EmbeddingConfig().dim, hidden=64, layers=2, dropout=0.3),
             label_frames=5,
             ignore_before_frames=1,
             ignore_after_frames=2,
             patience_options=(1, 2, 3),
             detector=DetectorSettings(patience_frames=2),
             frames_per_step=1,
-            spec_augment_p=0.0,
+            # The first run (no masks, no noise, dropout 0.2) fit its training clips almost perfectly
+            # (loss 0.006) and missed more real people than log-mels: masks of up to 16 dims and
+            # 2 frames (160 ms), and noise on the normalised embedding, make memorising voices harder.
+            spec_augment_p=0.5,
+            spec_max_freq=16,
+            spec_max_time=2,
+            feature_noise=0.3,
         )
     raise ValueError(f"unknown front end {name!r} ({' or '.join(FRONTENDS)})")
 
@@ -207,7 +219,14 @@ def profile_config(
         dataset=dataset,
         # One torch thread: a 64-unit GRU over 37-frame clips gains nothing from two, and two threads
         # spin-waiting on a busy 2-core box ran a step 30x slower (5.5 s against 0.18 s, measured).
-        train=dataclasses.replace(base.train, spec_augment_p=recipe.spec_augment_p, threads=1),
+        train=dataclasses.replace(
+            base.train,
+            spec_augment_p=recipe.spec_augment_p,
+            spec_max_freq=recipe.spec_max_freq,
+            spec_max_time=recipe.spec_max_time,
+            feature_noise=recipe.feature_noise,
+            threads=1,
+        ),
         evaluation=dataclasses.replace(base.evaluation, patience_options=recipe.patience_options),
         detector=recipe.detector,
         frames_per_step=recipe.frames_per_step,

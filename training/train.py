@@ -46,6 +46,9 @@ class TrainConfig:
     pos_weight: float = 2.0
     grad_clip: float = 1.0
     spec_augment_p: float = 0.3
+    spec_max_freq: int = 6  # widest mask across features (mel bands or embedding dims)
+    spec_max_time: int = 12  # widest mask along time, in frames (12 log-mel frames = 120 ms)
+    feature_noise: float = 0.0  # std of Gaussian noise added to normalised features while training
     time_budget_s: float = 2400.0
     checkpoint_every: int = 200
     seed: int = 7
@@ -144,8 +147,8 @@ def run_training(
         feats, labels, mask = next_batch(step, rng)
         logits, _ = (
             net.forward_logits(feats)
-            if config.spec_augment_p <= 0
-            else _masked_forward(net, feats, generator, config.spec_augment_p)
+            if config.spec_augment_p <= 0 and config.feature_noise <= 0
+            else _masked_forward(net, feats, generator, config)
         )
         loss = frame_loss(logits, labels, mask, config.pos_weight)
         optimiser.zero_grad(set_to_none=True)
@@ -173,12 +176,18 @@ def run_training(
 
 
 def _masked_forward(
-    net: WakeWordNet, feats: torch.Tensor, generator: torch.Generator, p: float
+    net: WakeWordNet, feats: torch.Tensor, generator: torch.Generator, config: TrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """SpecAugment in the normalised domain (0 = the training mean), then the usual forward pass."""
+    """SpecAugment (and optional Gaussian noise) in the normalised domain (0 = the training mean),
+    then the usual forward pass."""
     normed = (feats - net.feature_mean) / net.feature_std
-    masked = spec_augment(normed, generator, p=p)
-    return net.forward_logits(masked * net.feature_std + net.feature_mean)
+    if config.spec_augment_p > 0:
+        normed = spec_augment(
+            normed, generator, config.spec_max_freq, config.spec_max_time, p=config.spec_augment_p
+        )
+    if config.feature_noise > 0:
+        normed = normed + config.feature_noise * torch.randn(normed.shape, generator=generator)
+    return net.forward_logits(normed * net.feature_std + net.feature_mean)
 
 
 def _save(path: Path, net: WakeWordNet, optimiser: torch.optim.Optimizer, state: dict) -> None:
