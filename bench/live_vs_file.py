@@ -720,6 +720,13 @@ def markdown(result: dict) -> str:
 # --------------------------------------------------------------------------- main
 
 
+def _label(model: Path, models: Sequence[Path]) -> str:
+    """The model's file stem, with its folder's name in front when two models share the stem."""
+    if sum(m.stem == model.stem for m in models) > 1:
+        return f"{model.parent.name}-{model.stem}"
+    return model.stem
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.live_vs_file", description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", type=Path, help="model(s) under test (one listen each)")
@@ -769,7 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     file_det = {m: detect(m, [c.path for c in clips], env) for m in models}
     seq_det = {m: detect(m, [str(sequence)], env)[str(sequence)] for m in models}
     run_dir = work / datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S")
-    listeners = [Listener(m, run_dir / m.stem) for m in models]
+    listeners = [Listener(m, run_dir / _label(m, models)) for m in models]
     started = time.time()
     run = play_all(clips, listeners, run_dir, gap, args.paplay_latency_ms)
     log.info("live run took %.0f s", time.time() - started)
@@ -793,7 +800,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             listen_exit_code=run["listen_exit_codes"][listeners.index(listener)],
             run_dir=str(listener.folder),
         )
-        name = f"live_vs_file-{model.stem}{args.tag}"
+        name = f"live_vs_file-{_label(model, models)}{args.tag}"
         args.out_dir.mkdir(parents=True, exist_ok=True)
         (args.out_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
         (args.out_dir / f"{name}.md").write_text(markdown(result))
