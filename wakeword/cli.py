@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-megabytes", type=float, metavar="MB", help="keep at most MB of clips (default 100)"
     )
     listen.add_argument(
+        "--dump-audio",
+        metavar="FILE",
+        help="debugging: write everything the detector hears to FILE (16 kHz WAV, zeros where audio was "
+        "dropped, sample n = stream time n/16000 s); replay it with `wakeword detect FILE`",
+    )
+    listen.add_argument(
         "--meter",
         action="store_true",
         help="on a terminal, show the input level and each model's score against its threshold, "
@@ -315,6 +321,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
         from wakeword.meter import open_meter
 
         meter = open_meter([sys.stdout, sys.stderr])  # None without a terminal: nothing extra printed
+    taps: list = [meter] if meter is not None else []
+    if args.dump_audio:
+        from wakeword.dump import AudioDump
+
+        taps.append(AudioDump(args.dump_audio))
     try:
         code = run_listen(
             config,
@@ -323,7 +334,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
             on_detection=lambda d: stdout.write(format_detection(d, as_json=args.json)),
             reload_config=configure,
             source=source,
-            taps=[meter] if meter is not None else [],
+            taps=taps,
         )
     finally:
         if meter is not None:
