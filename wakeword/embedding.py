@@ -236,8 +236,8 @@ def block_mels(samples: np.ndarray, config: EmbeddingConfig) -> np.ndarray:
 class SpeechEmbeddingFeatures:
     """Streaming speech-embedding frames: ``process(samples) -> [n, 96]``, ``reset()``.
 
-    Keeps the samples that do not yet make a mel frame, the last 76 mel frames, and how many
-    mel frames arrived since the start; so any chunking gives the same frames.
+    Keeps the samples that do not yet make a whole block and the last 76 mel frames; blocks are
+    fixed by stream position, so any chunking gives the same frames.
     """
 
     def __init__(self, config: EmbeddingConfig | None = None) -> None:
@@ -250,7 +250,6 @@ class SpeechEmbeddingFeatures:
         cfg = self.config
         self._pending = np.zeros(0, dtype=np.float32)
         self._history = np.full((cfg.window_frames, cfg.mel_bands), cfg.start_value, dtype=np.float32)
-        self._mel_count = 0  # mel frames since reset (the start value not counted)
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -260,16 +259,12 @@ class SpeechEmbeddingFeatures:
         self._pending = buffer[(mels.shape[0] // cfg.step_frames) * cfg.hop_samples :].copy()
         if mels.shape[0] == 0:
             return np.zeros((0, cfg.embedding_dim), dtype=np.float32)
-        # Embedding t is due when mel frame count reaches step * (t + 1); in ``history`` (the last
-        # window_frames frames before this chunk, then the new ones) count s ends at row W + s - before.
+        # Each block adds step_frames mel frames and completes one embedding window: the last
+        # window_frames rows of the history once that block is in.
         history = np.concatenate([self._history, mels])
-        before, width = self._mel_count, cfg.window_frames
-        due = [s for s in range(before + 1, before + mels.shape[0] + 1) if s % cfg.step_frames == 0]
-        windows = [history[s - before : width + s - before] for s in due]
-        self._mel_count += mels.shape[0]
+        step, width = cfg.step_frames, cfg.window_frames
+        windows = [history[(b + 1) * step : (b + 1) * step + width] for b in range(mels.shape[0] // step)]
         self._history = history[-width:].copy()
-        if not windows:
-            return np.zeros((0, cfg.embedding_dim), dtype=np.float32)
         batch = np.stack(windows)[:, :, :, None]
         out = self._embedding.run(None, {self._input: batch})[0]
         return np.asarray(out, dtype=np.float32).reshape(len(windows), cfg.embedding_dim)
