@@ -122,19 +122,21 @@ class _ProbabilityStream:
     def __init__(self, model_path: str) -> None:
         from wakeword import frontend
         from wakeword.model import WakeWordModel
+        from wakeword.state import RefreshingState, refresh_schedule
 
         self.model = WakeWordModel.load(model_path)
         self.features = frontend.streaming(self.model.features)
         self.step = self.model.metadata.frames_per_step
+        schedule = refresh_schedule(self.model.metadata.detector, self.model.features.frames_per_second)
+        self.state = RefreshingState(self.model, schedule)
 
     def run(self, samples: np.ndarray) -> np.ndarray:
         self.features.reset()
+        self.state.reset()
         frames = self.features.process(samples)
-        state = self.model.initial_state()
         out = []
         for start in range(0, frames.shape[0], self.step):
-            p, state = self.model.run(frames[start : start + self.step], state)
-            out.append(p)
+            out.append(self.state.run(frames[start : start + self.step]))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 

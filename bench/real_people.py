@@ -69,6 +69,8 @@ class RealConfig:
     model: Path | None = None  # ours; None: models/<word>.onnx when it exists, else peers only
     # more models of ours on the same clips (e.g. the other front end), compared paired with the first
     also_models: tuple[Path, ...] = ()
+    # the first model again with other state_reset_s values (wakeword.state), compared paired with it
+    also_state_resets: tuple[float, ...] = ()
     manifest: Path | None = None  # None: training/work/<word>/data/manifest.jsonl
     real_dir: Path = SHARED_REAL_SPEECH
     hours: float = 3.0  # negative streams
@@ -177,6 +179,38 @@ def build_clips(files: list[Path], sources, config: RealConfig) -> list[RealClip
     return clips
 
 
+@dataclass
+class ClipStream:
+    """Every clean clip, one after another, in one stream: what a daemon that never restarts hears."""
+
+    audio: np.ndarray  # int16
+    spans: np.ndarray  # [clip, 2] seconds: where each clip's recording starts, and where its tail ends
+
+
+def continuous_stream(clips: list[RealClip], config: RealConfig) -> ClipStream:
+    """The clean clips in a seeded order with 0-1 s of extra dither between them (gaps of 2.5-3.5 s
+    with the padding); spans are listed in the clips' own order."""
+    rng = np.random.default_rng(config.seed)
+    pieces: list[np.ndarray] = []
+    spans = np.zeros((len(clips), 2))
+    at = 0
+    for index in rng.permutation(len(clips)).tolist():
+        clip = clips[index].clean
+        spans[index] = ((at / SAMPLE_RATE) + config.lead_s, (at + len(clip)) / SAMPLE_RATE)
+        gap = dither(int(rng.uniform(0.0, 1.0) * SAMPLE_RATE), int(rng.integers(2**31)))
+        pieces += [clip, gap]
+        at += len(clip) + len(gap)
+    audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
+    return ClipStream(audio, spans)
+
+
+def stream_hits(fires: list[float], spans: np.ndarray) -> list[bool]:
+    """Per clip: did the engine fire between its recording's start and the end of its tail?"""
+    times = np.sort(np.asarray(fires, dtype=np.float64))
+    first = np.searchsorted(times, spans[:, 0], side="left")
+    return (first < np.searchsorted(times, spans[:, 1], side="left")).tolist()
+
+
 def held_out_manifest(manifest: Path, word: str, cache_dir: Path) -> tuple[Path, int]:
     """A copy of the manifest (absolute paths) without rows that say the word itself: negatives and
     backgrounds must not contain it (another word's manifest lists our recordings as real speech)."""
@@ -264,28 +298,26 @@ class Ours:
     so any front end the runtime supports works unchanged.
     """
 
-    def __init__(self, path: Path, name: str = "ours") -> None:
+    def __init__(self, path: Path, name: str = "ours", state_reset_s: float | None = None) -> None:
         from wakeword import Detector
         from wakeword.model import WakeWordModel
 
-        class RecordingModel(WakeWordModel):
-            def __init__(self, *args, **kwargs) -> None:
-                self.recorded: list[np.ndarray] = []
-                super().__init__(*args, **kwargs)
-
-            def run(self, features, state):
-                probs, state = super().run(features, state)
-                self.recorded.append(probs)
-                return probs, state
-
-        self.model = RecordingModel.load(path)
-        self.detector = Detector([self.model])
+        self.model = WakeWordModel.load(path)
+        settings = self.model.metadata.detector
+        if state_reset_s is not None:
+            warm = min(settings.state_warm_s, state_reset_s / 2) if state_reset_s else settings.state_warm_s
+            settings = replace(settings, state_reset_s=state_reset_s, state_warm_s=warm)
+        self.detector = Detector([self.model], settings={self.model.name: settings})
         self.settings = self.detector.settings[self.model.name]
         self.default_threshold = self.settings.threshold
+        self.recorded: list[np.ndarray] = []
+        self.detector.debouncers[self.model.name].probability_sink = lambda _, p: self.recorded.append(p)
         from wakeword import frontend
 
         self.name = name
         self.label = f"wakeword {path.name} ({frontend.kind_of(self.model.features)})"
+        if state_reset_s is not None:
+            self.label += f", state_reset_s {state_reset_s:g}"
         self.rule = (
             f"runtime Debouncer: smoothing {self.settings.smoothing_frames}, patience "
             f"{self.settings.patience_frames} frames, refractory {self.settings.refractory_s} s"
@@ -293,17 +325,12 @@ class Ours:
 
     def trace(self, audio: np.ndarray) -> Trace:
         self.detector.reset()
-        self.model.recorded.clear()
+        self.recorded.clear()
         fired = []
         for chunk in _chunks(audio):
             fired += self.detector.process(chunk)
         fired += self.detector.flush()
-        if not self.model.recorded and len(audio) >= self.model.features.window_samples:
-            raise RuntimeError(
-                "the Detector ran no model step through WakeWordModel.run, so per-frame scores were not "
-                "recorded: bench.real_people.Ours needs updating for this runtime"
-            )
-        scores = np.concatenate(self.model.recorded) if self.model.recorded else np.zeros(0, np.float32)
+        scores = np.concatenate(self.recorded) if self.recorded else np.zeros(0, np.float32)
         return Trace(scores, None, [d.time_s for d in fired])
 
     def fires(self, trace: Trace, threshold: float) -> list[float]:
@@ -430,15 +457,28 @@ def _bits(flags: list[bool]) -> str:
 # ----------------------------------------------------------------------------- measuring
 
 
-def measure(engine, clips: list[RealClip], negatives: list[np.ndarray], config: RealConfig, grid) -> dict:
-    """Traces once per clip, then the sweep: misses (clean, 10 dB) and FA/hour at every threshold."""
+def measure(
+    engine,
+    clips: list[RealClip],
+    negatives: list[np.ndarray],
+    config: RealConfig,
+    grid,
+    stream: ClipStream | None = None,
+) -> dict:
+    """Traces once per clip (and once over the whole clip stream), then the sweep: misses (clean,
+    10 dB, one stream) and FA/hour at every threshold."""
     t0, cpu0 = time.monotonic(), _cpu()
     clean = [engine.trace(c.clean) for c in clips]
     noisy = [engine.trace(c.noisy) for c in clips]
     neg = [engine.trace(a) for a in negatives]
+    one = engine.trace(stream.audio) if stream is not None else None
     cpu, wall = _cpu() - cpu0, time.monotonic() - t0
     audio_h = (
-        (sum(len(c.clean) + len(c.noisy) for c in clips) + sum(len(a) for a in negatives))
+        (
+            sum(len(c.clean) + len(c.noisy) for c in clips)
+            + sum(len(a) for a in negatives)
+            + (len(stream.audio) if stream is not None else 0)
+        )
         / SAMPLE_RATE
         / 3600
     )
@@ -449,12 +489,14 @@ def measure(engine, clips: list[RealClip], negatives: list[np.ndarray], config: 
         hc = [_hit(engine.fires(tr, threshold), config.lead_s) for tr in clean]
         hn = [_hit(engine.fires(tr, threshold), config.lead_s) for tr in noisy]
         fa = sum(len(engine.fires(tr, threshold)) for tr in neg)
-        hits[threshold] = (hc, hn)
+        hs = stream_hits(engine.fires(one, threshold), stream.spans) if one is not None and stream else None
+        hits[threshold] = (hc, hn, hs)
         points.append(
             {
                 "threshold": threshold,
                 "missed_clean": round(1 - sum(hc) / n, 4),
                 "missed_10db": round(1 - sum(hn) / n, 4),
+                "missed_stream": round(1 - sum(hs) / n, 4) if hs is not None else None,
                 "false_accepts": fa,
                 "fa_per_hour": round(fa / hours, 4) if hours else None,
             }
@@ -473,7 +515,7 @@ def measure(engine, clips: list[RealClip], negatives: list[np.ndarray], config: 
         default = engine.default_threshold
         out["sweep_mismatches_vs_detector"] = sum(
             [round(t, 4) for t in engine.fires(tr, default)] != [round(t, 4) for t in tr.fired]
-            for tr in clean + noisy + neg
+            for tr in clean + noisy + neg + ([one] if one is not None else [])
         )
     return out
 
@@ -502,14 +544,16 @@ def operating_points(result: dict, hours: float, clips: list[RealClip]) -> dict:
         chosen[f"{target:g} FA/h"] = at_fa(result["points"], target)
     out = {}
     for name, point in chosen.items():
-        hc, hn = result["_hits"][point["threshold"]]
+        hc, hn, hs = result["_hits"][point["threshold"]]
         missed_clean, missed_noisy = n - sum(hc), n - sum(hn)
         entry = {
             **point,
             "missed_clean_ci95": wilson(missed_clean, n),
             "missed_10db_ci95": wilson(missed_noisy, n),
+            "missed_stream_ci95": wilson(n - sum(hs), n) if hs is not None else None,
             "hits_clean": _bits(hc),
             "hits_10db": _bits(hn),
+            "hits_stream": _bits(hs) if hs is not None else None,
             "missed_10db_by_background": {
                 kind: round(
                     sum(not h for h, c in zip(hn, clips, strict=True) if c.background == kind) / count, 4
@@ -538,9 +582,11 @@ def compare(engines: dict, reference: str) -> dict:
             if name == reference:
                 continue
             cell = {}
-            for cond in ("clean", "10db"):
-                a = ref[point][f"hits_{cond}"]
-                b = eng["operating_points"][point][f"hits_{cond}"]
+            for cond in ("clean", "10db", "stream"):
+                a = ref[point].get(f"hits_{cond}")
+                b = eng["operating_points"][point].get(f"hits_{cond}")
+                if a is None or b is None:
+                    continue
                 only_ref = sum(x == "1" and y == "0" for x, y in zip(a, b, strict=True))
                 only_other = sum(x == "0" and y == "1" for x, y in zip(a, b, strict=True))
                 cell[cond] = {
@@ -575,11 +621,11 @@ def markdown(results: dict) -> str:
         f"{meta['recordings']} real recordings of {meta['word']!r} ({meta['real_dir']}), clean and at "
         f"{meta['snr_db']:g} dB SNR over household background; {meta['negative_hours']:.2f} h of held-out "
         f"negative streams ({meta['manifest']}). Misses with 95% intervals; p: exact McNemar, paired per "
-        f"recording, against {ref} at the same operating point (clean / {meta['snr_db']:g} dB).",
+        f"recording, against {ref} at the same operating point (clean / {meta['snr_db']:g} dB / one stream).",
         "",
-        f"| engine | operating point | threshold | missed clean | missed {meta['snr_db']:g} dB | FA/h "
-        f"| p vs {ref} |",
-        "|---|---|---|---|---|---|---|",
+        f"| engine | operating point | threshold | missed clean | missed {meta['snr_db']:g} dB "
+        f"| missed, one stream | FA/h | p vs {ref} |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, eng in results["engines"].items():
         for point, op in eng["operating_points"].items():
@@ -592,11 +638,13 @@ def markdown(results: dict) -> str:
                 p = "-"
             else:
                 cmp = results["comparisons"][point][name]
-                p = f"{_p(cmp['clean']['p_mcnemar'])} / {_p(cmp['10db']['p_mcnemar'])}"
+                conditions = [cond for cond in ("clean", "10db", "stream") if cond in cmp]
+                p = " / ".join(_p(cmp[cond]["p_mcnemar"]) for cond in conditions)
             lines.append(
                 f"| {eng['label']} | {label} | {op['threshold']:g} | "
                 f"{_pct(op['missed_clean'], op['missed_clean_ci95'])} | "
                 f"{_pct(op['missed_10db'], op['missed_10db_ci95'])} | "
+                f"{_pct(op.get('missed_stream'), op.get('missed_stream_ci95'))} | "
                 f"{op['fa_per_hour']:.2f} ({op['false_accepts']}) | {p} |"
             )
     lines.append("")
@@ -675,6 +723,8 @@ def run(config: RealConfig) -> dict:
         if ours.model.name.lower() != word.lower():
             notes.append(f"ours detects {ours.model.name!r}, scored here on real people saying {word!r}")
         engines.append(ours)
+        for seconds in config.also_state_resets:
+            engines.append(Ours(Path(model), name=f"ours-state{seconds:g}", state_reset_s=seconds))
     else:
         notes.append(f"no model of ours for {word!r} (models/{word_slug(word)}.onnx absent, no --model)")
     for number, extra in enumerate(config.also_models, start=2):
@@ -710,13 +760,14 @@ def run(config: RealConfig) -> dict:
                 "synthetic noise where it would draw it"
             )
     clips = build_clips(files, sources, config)
+    stream = continuous_stream(clips, config)
     negatives = negative_streams(held_out, config)
     hours = sum(len(a) for a in negatives) / SAMPLE_RATE / 3600
     grid = EvalConfig().thresholds
     results: dict = {"engines": {}}
     for engine in engines:
         print(f"real_people: {word}: {engine.label} ...", flush=True)
-        measured = measure(engine, clips, negatives, config, grid)
+        measured = measure(engine, clips, negatives, config, grid, stream)
         measured["operating_points"] = operating_points(measured, hours, clips)
         del measured["_hits"]
         results["engines"][engine.name] = measured
@@ -732,6 +783,10 @@ def run(config: RealConfig) -> dict:
         "the 1,110 files), so several recordings can share a speaker and p is optimistic",
         f"a recording is missed when the engine does not fire after it starts; {config.lead_s:g} s of "
         f"dither before, {config.tail_s:g} s after; fresh engine state per clip; {CHUNK}-sample chunks",
+        f"'one stream': the clean clips one after another in one {len(stream.audio) / SAMPLE_RATE / 60:.0f}-"
+        "minute stream (seeded order, 0-1 s more dither between them), each engine's state carried "
+        "throughout as in a daemon that never restarts; a clip counts when the engine fires between its "
+        "recording's start and the end of its tail",
         f"peers fire once per above-threshold run with a {PEER_REFRACTORY_S:g} s refractory",
         "'<= X FA/h': each engine's swept threshold with the fewest misses (clean + 10 dB) among those "
         "with at most X false accepts per hour on these negatives; 'unresolvable' when they are shorter "
@@ -833,6 +888,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="another model of ours on the same clips, compared paired with --model (repeatable)",
     )
+    p.add_argument(
+        "--also-state-reset",
+        type=float,
+        action="append",
+        default=[],
+        help="run the model again with this state_reset_s (0: one state for the whole stream), paired",
+    )
     p.add_argument("--manifest", type=Path, help="synthesised manifest (default training/work/<word>/data/)")
     p.add_argument("--hours", type=float, help="hours of negative streams (default 3; --quick: 1 minute)")
     p.add_argument("--max-clips", type=int, help="a seeded subset of the recordings")
@@ -849,12 +911,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.hours is not None and args.hours <= 0:
         p.error("--hours must be positive")
+    if any(0 < s < 1 or s < 0 or s > 3600 for s in args.also_state_reset):
+        p.error("--also-state-reset must be 0 (one state) or 1..3600 seconds")
     if args.max_clips is not None and args.max_clips < 1:
         p.error("--max-clips must be at least 1")
     config = RealConfig(
         word=args.word,
         model=args.model,
         also_models=tuple(args.also_model),
+        also_state_resets=tuple(args.also_state_reset),
         manifest=args.manifest,
         real_dir=args.real_speech,
         max_clips=args.max_clips,

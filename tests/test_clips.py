@@ -124,7 +124,14 @@ def test_live_microphone_detection_is_saved_with_the_word_in_it(
     assert sidecar["audio"] == wav.name and "T" in sidecar["wall_time"]
     assert sidecar["model"]["path"] == str(shipped_model_path.resolve())
     assert len(sidecar["model"]["sha256"]) == 64
-    assert set(sidecar["detector"]) == {"threshold", "smoothing_frames", "patience_frames", "refractory_s"}
+    assert set(sidecar["detector"]) == {
+        "threshold",
+        "smoothing_frames",
+        "patience_frames",
+        "refractory_s",
+        "state_reset_s",
+        "state_warm_s",
+    }
     # Audio of someone's home: private directories and files.
     for path in (folder, folder / "near-miss"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o700

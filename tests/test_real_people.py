@@ -146,7 +146,7 @@ def test_quick_run_end_to_end(
     out = tmp_path / "results"
     argv = ["--word", "alexa", "--model", str(loud_model_path), "--manifest", str(tiny_manifest)]
     argv += ["--real-speech", str(real_dir), "--out-dir", str(out), "--quick", "--hours", str(40 / 3600)]
-    assert rp.main(argv) == 0
+    assert rp.main([*argv, "--also-state-reset", "0"]) == 0
     results = json.loads((out / "quick-real-people-alexa.json").read_text())
     meta = results["meta"]
     assert meta["recordings"] == 4 and meta["negative_hours"] == pytest.approx(40 / 3600, rel=0.01)
@@ -160,10 +160,38 @@ def test_quick_run_end_to_end(
     for peer in ("microwakeword", "openwakeword"):  # run where installed, otherwise said why
         assert peer in results["engines"] or meta["skipped"][peer]
         if peer in results["engines"]:
-            assert set(results["comparisons"]["default"][peer]) == {"clean", "10db"}
+            assert set(results["comparisons"]["default"][peer]) == {"clean", "10db", "stream"}
+    assert default["missed_stream"] == 0.0  # every burst heard in the one long stream too
+    assert len(default["hits_stream"]) == 4
+    one_state = results["engines"]["ours-state0"]  # the same model with one state for the whole stream
+    assert "state_reset_s 0" in one_state["label"]
+    assert set(results["comparisons"]["default"]["ours-state0"]) == {"clean", "10db", "stream"}
     table = (out / "quick-real-people-alexa.md").read_text()
     assert "| engine | operating point |" in table and "p vs ours" in table
     assert (out / meta["det_png"]).stat().st_size > 0
+
+
+def test_continuous_stream_places_every_clip_once_and_scores_by_span() -> None:
+    config = rp.RealConfig(word="alexa")
+    clips = [
+        rp.RealClip(f"{i}.wav", np.full(int((2.5 + i) * RATE), i + 1, dtype=np.int16), np.zeros(1), "noise")
+        for i in range(5)
+    ]
+    stream = rp.continuous_stream(clips, config)
+    for i, clip in enumerate(clips):
+        start = round((stream.spans[i, 0] - config.lead_s) * RATE)
+        end = round(stream.spans[i, 1] * RATE)
+        assert end - start == len(clip.clean)
+        assert np.array_equal(stream.audio[start:end], clip.clean)  # the clip itself, where its span says
+    order = np.argsort(stream.spans[:, 0])
+    assert not np.array_equal(order, np.arange(5))  # seeded shuffle, not the folder order
+    gaps = stream.spans[order[1:], 0] - config.lead_s - stream.spans[order[:-1], 1]
+    assert ((gaps >= 0) & (gaps <= 1.0)).all()
+    # a fire counts for the clip whose span holds it: not in the lead dither, yes in the tail
+    inside = stream.spans[2, 0] + 0.1
+    in_lead = stream.spans[3, 0] - 0.5
+    hits = rp.stream_hits([inside, in_lead, stream.spans[4, 1] - 0.01], stream.spans)
+    assert hits == [False, False, True, False, True]
 
 
 def test_missing_manifest_is_one_line_naming_the_command(

@@ -43,6 +43,7 @@ from wakeword.features import FeatureConfig
 from wakeword.frontend import compute_frames
 from wakeword.metadata import DetectorSettings
 from wakeword.model import WakeWordModel
+from wakeword.state import RefreshingState, refresh_schedule
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +195,19 @@ def build_items(manifest: Path, config: EvalConfig) -> list[Item]:
     return items
 
 
-def stream_probabilities(model: WakeWordModel, audio: np.ndarray) -> np.ndarray:
-    """Per-frame probabilities exactly as Detector computes them (frames_per_step blocks, carried state)."""
+def stream_probabilities(
+    model: WakeWordModel, audio: np.ndarray, settings: DetectorSettings | None = None
+) -> np.ndarray:
+    """Per-frame probabilities exactly as Detector computes them (frames_per_step blocks, the hidden
+    state refreshed as ``settings`` say: the model's own by default)."""
     frames = compute_frames(audio, model.features)  # equal to streaming (tests/test_embedding.py)
     step = model.metadata.frames_per_step
-    state = model.initial_state()
+    state = RefreshingState(
+        model, refresh_schedule(settings or model.metadata.detector, model.features.frames_per_second)
+    )
     out = np.zeros(len(frames), dtype=np.float32)
     for start in range(0, len(frames), step):
-        out[start : start + step], state = model.run(frames[start : start + step], state)
+        out[start : start + step] = state.run(frames[start : start + step])
     return out
 
 

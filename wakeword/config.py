@@ -38,7 +38,7 @@ import yaml
 
 from wakeword.errors import ConfigError
 from wakeword.hooks import HookSettings
-from wakeword.metadata import DetectorSettings
+from wakeword.metadata import MAX_STATE_RESET_S, MIN_STATE_RESET_S, DetectorSettings
 from wakeword.model import default_model_path
 
 #: System-wide config file (the systemd service reads this one).
@@ -60,15 +60,16 @@ class ModelEntry:
     smoothing_frames: int | None = None
     patience_frames: int | None = None
     refractory_s: float | None = None
+    state_reset_s: float | None = None
+    state_warm_s: float | None = None
 
     def detector_settings(self, defaults: DetectorSettings) -> DetectorSettings:
         """The model's defaults with this entry's keys laid over them."""
-        overrides = {
-            name: value
-            for name in ("threshold", "smoothing_frames", "patience_frames", "refractory_s")
-            if (value := getattr(self, name)) is not None
-        }
-        return replace(defaults, **overrides)
+        overrides = {name: value for name in _MODEL_KEYS[1:] if (value := getattr(self, name)) is not None}
+        try:
+            return replace(defaults, **overrides)
+        except ValueError as exc:  # e.g. state_warm_s over half of the model's state_reset_s
+            raise ConfigError(f"models entry {self.path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,15 @@ def _optional(data: Mapping, name: str, parse: Callable[[Any], Any], default: An
 
 # --- sections --------------------------------------------------------------------------------
 
-_MODEL_KEYS = ("path", "threshold", "smoothing_frames", "patience_frames", "refractory_s")
+_MODEL_KEYS = (
+    "path",
+    "threshold",
+    "smoothing_frames",
+    "patience_frames",
+    "refractory_s",
+    "state_reset_s",
+    "state_warm_s",
+)
 _AUDIO_KEYS = ("device", "input", "chunk_ms", "buffer_s", "save_clips")
 _CLIP_KEYS = ("dir", "near_misses", "max_clips", "max_megabytes")
 _HOOK_KEYS = ("command", "timeout_s", "max_concurrent")
@@ -274,7 +283,20 @@ def _model_entry(c: _Checker, value: Any, key: str) -> ModelEntry:
             data, "patience_frames", lambda v: c.integer(v, f"{key}.patience_frames", 1, 1000)
         ),
         refractory_s=_optional(data, "refractory_s", lambda v: c.number(v, f"{key}.refractory_s", 0, 3600)),
+        state_reset_s=_optional(
+            data, "state_reset_s", lambda v: _state_reset_s(c, v, f"{key}.state_reset_s")
+        ),
+        state_warm_s=_optional(
+            data, "state_warm_s", lambda v: c.number(v, f"{key}.state_warm_s", 0, MAX_STATE_RESET_S / 2)
+        ),
     )
+
+
+def _state_reset_s(c: _Checker, value: Any, key: str) -> float:
+    seconds = c.number(value, key, 0, MAX_STATE_RESET_S)
+    if 0 < seconds < MIN_STATE_RESET_S:
+        raise c.error(key, f"expected 0 (one state for the whole stream) or >= {MIN_STATE_RESET_S} s")
+    return seconds
 
 
 def _models(c: _Checker, value: Any) -> tuple[ModelEntry, ...]:

@@ -59,6 +59,9 @@ class Debouncer:
         #: for consumers that need more than the last score (saved near misses, the live meter). Unset,
         #: it costs nothing; it survives :meth:`reset`.
         self.score_sink: Callable[[int, list[float]], None] | None = None
+        #: Called at the start of each :meth:`process` call with (first frame index, the raw model
+        #: probabilities), for benchmarks that replay other thresholds. Unset, it costs nothing.
+        self.probability_sink: Callable[[int, np.ndarray], None] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -87,6 +90,8 @@ class Debouncer:
         history = self._history
         sink = self.score_sink
         first_frame = self._frame
+        if self.probability_sink is not None:
+            self.probability_sink(first_frame, np.asarray(probabilities, dtype=np.float32).reshape(-1))
         scores: list[float] = []
         for prob in np.asarray(probabilities, dtype=np.float64).reshape(-1).tolist():
             frame = self._frame

@@ -29,6 +29,7 @@ from wakeword.errors import AudioError, ModelError
 from wakeword.frontend import FrontEnd, FrontEndConfig
 from wakeword.metadata import DetectorSettings
 from wakeword.model import WakeWordModel, default_model_path
+from wakeword.state import RefreshingState, refresh_schedule
 
 if TYPE_CHECKING:
     from wakeword.config import Config
@@ -47,13 +48,13 @@ class _Stream:
     features: FrontEnd
     debouncer: Debouncer
     frames_per_step: int
-    state: np.ndarray
+    state: RefreshingState
     pending: list[np.ndarray] = field(default_factory=list)
     pending_frames: int = 0
     last_probability: float = 0.0
 
     def reset(self) -> None:
-        self.state = self.model.initial_state()
+        self.state.reset()
         self.pending.clear()
         self.pending_frames = 0
         self.last_probability = 0.0
@@ -71,7 +72,7 @@ class _Stream:
         n_run = self.pending_frames if final else self.pending_frames - self.pending_frames % step
         detections: list[Detection] = []
         for start in range(0, n_run, step):
-            probs, self.state = self.model.run(buffered[start : min(start + step, n_run)], self.state)
+            probs = self.state.run(buffered[start : min(start + step, n_run)])
             detections.extend(self.debouncer.process(probs))
             self.last_probability = float(probs[-1])
         rest = buffered[n_run:]
@@ -159,7 +160,8 @@ class Detector:
                 window_s=cfg.window_samples / cfg.sample_rate,
             )
             step = frames_per_step or model.metadata.frames_per_step
-            self._streams.append(_Stream(model, extractor, debouncer, step, model.initial_state()))
+            state = RefreshingState(model, refresh_schedule(chosen, cfg.frames_per_second))
+            self._streams.append(_Stream(model, extractor, debouncer, step, state))
 
     @classmethod
     def from_config(cls, config: Config, *, frames_per_step: int | None = None) -> Detector:

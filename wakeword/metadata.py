@@ -35,6 +35,11 @@ OUTPUT_PROBABILITY = "probability"
 OUTPUT_HIDDEN = "hidden_out"
 
 
+#: Bounds of DetectorSettings.state_reset_s: under a second no copy hears a whole word.
+MIN_STATE_RESET_S = 1.0
+MAX_STATE_RESET_S = 3600.0
+
+
 @dataclass(frozen=True)
 class DetectorSettings:
     """Debounce settings; a model carries the ones it was evaluated with, config may override each."""
@@ -43,6 +48,11 @@ class DetectorSettings:
     smoothing_frames: int = 1  # moving average over this many frames (1 = none)
     patience_frames: int = 3  # frames in a row at or above threshold before firing
     refractory_s: float = 1.5  # no second detection within this time
+    # The model's hidden state over an endless stream (wakeword.state): two copies, restarted in
+    # turn every state_reset_s / 2 seconds, each silent for state_warm_s after its restart.
+    # 0 keeps one state for the whole stream.
+    state_reset_s: float = 4.0
+    state_warm_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -51,6 +61,12 @@ class DetectorSettings:
             raise ValueError("smoothing_frames and patience_frames must be >= 1")
         if self.refractory_s < 0:
             raise ValueError("refractory_s must be >= 0")
+        if self.state_reset_s != 0 and not MIN_STATE_RESET_S <= self.state_reset_s <= MAX_STATE_RESET_S:
+            raise ValueError(
+                f"state_reset_s must be 0 (never) or {MIN_STATE_RESET_S}..{MAX_STATE_RESET_S} seconds"
+            )
+        if self.state_warm_s < 0 or (self.state_reset_s and self.state_warm_s > self.state_reset_s / 2):
+            raise ValueError("state_warm_s must be between 0 and half of state_reset_s")
 
 
 @dataclass(frozen=True)
