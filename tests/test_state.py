@@ -110,8 +110,9 @@ def test_a_restarted_copy_stays_silent_while_warming(model):
 def test_detector_streaming_equals_evaluation(model):
     """The daemon's Detector, fed odd chunk sizes, scores frame for frame what the evaluation computed."""
     audio = _audio(11.0, seed=8)
-    expected = stream_probabilities(model, audio)
-    detector = Detector([model], settings={model.name: replace(model.metadata.detector, smoothing_frames=1)})
+    chosen = replace(model.metadata.detector, smoothing_frames=1, state_reset_s=4.0, state_warm_s=1.0)
+    expected = stream_probabilities(model, audio, chosen)
+    detector = Detector([model], settings={model.name: chosen})
     seen: list[float] = []
     detector.debouncers[model.name].score_sink = lambda first, scores: seen.extend(scores)
     rng = np.random.default_rng(9)
@@ -132,12 +133,12 @@ def test_schedule_from_settings():
 
 
 def test_models_without_the_keys_get_the_default_refresh(model):
-    """Models trained before the refresh existed carry no state keys and run with the default."""
+    """Models trained before the refresh existed carry no state keys and run with the default (off)."""
     document = json.loads(model.metadata.to_json())
     for key in ("state_reset_s", "state_warm_s"):
         document["detector"].pop(key, None)
     metadata = ModelMetadata.from_json(json.dumps(document))
-    assert (metadata.detector.state_reset_s, metadata.detector.state_warm_s) == (4.0, 1.0)
+    assert (metadata.detector.state_reset_s, metadata.detector.state_warm_s) == (0.0, 1.0)
 
 
 @pytest.mark.parametrize(("reset", "warm"), [(0.5, 0.1), (4.0, 2.5), (-1.0, 0.0), (4.0, -0.1), (5000.0, 1.0)])
@@ -158,6 +159,6 @@ def test_config_keys(tmp_path, shipped_model_path):
     with pytest.raises(ConfigError, match="state_reset_s"):
         load_config(path)
 
-    path.write_text(f"models:\n  - path: {shipped_model_path}\n    state_warm_s: 3\n")  # > 4 s / 2
+    path.write_text(f"models:\n  - path: {shipped_model_path}\n    state_reset_s: 4\n    state_warm_s: 3\n")
     with pytest.raises(ConfigError, match="state_warm_s"):
         Detector.from_config(load_config(path))
