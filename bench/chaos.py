@@ -389,13 +389,23 @@ def estimate_latency(live: Sequence[float], offline: Sequence[float], search_s: 
 def unroll(program: Program, offline_times: Sequence[float], played_s: float, after_s: float):
     """Expected (time, offline_hit) and windows for every keyword played in ``played_s`` seconds of
     the looped program (times from the start of playing)."""
+    return _unroll(program.utterances, program.seconds, offline_times, played_s, after_s)
+
+
+def _unroll(
+    utterances: Sequence[Utterance],
+    program_s: float,
+    offline_times: Sequence[float],
+    played_s: float,
+    after_s: float,
+) -> tuple[list[tuple[float, bool]], list[tuple[float, float]]]:
     expected: list[tuple[float, bool]] = []
     windows: list[tuple[float, float]] = []
     offline = sorted(offline_times)
-    loops = int(np.ceil(played_s / program.seconds))
+    loops = int(np.ceil(played_s / program_s))
     for k in range(loops):
-        base = k * program.seconds
-        for u in program.utterances:
+        base = k * program_s
+        for u in utterances:
             if base + u.end_s + after_s > played_s:
                 continue
             hits = [t for t in offline if u.start_s <= t <= u.end_s + after_s]
@@ -929,38 +939,69 @@ def write_config(folder: Path, broker_port: int, hook: Path, model: Path) -> str
 # --------------------------------------------------------------------------- recovery measures
 
 
+def lines_with(lines: Sequence[tuple[float, str]], needle: str, after: float = 0.0) -> list[float]:
+    """Arrival times of the daemon's stderr lines containing ``needle``, at or after ``after``."""
+    return [t for t, line in lines if t >= after and needle in line]
+
+
 def recovery_for(
-    fault: Applied, daemon: Daemon, detections: Sequence[float], hook_runs: Sequence[float]
+    kind: str,
+    start: float,
+    end: float,
+    stderr: Sequence[tuple[float, str]],
+    detections: Sequence[float],
+    hook_runs: Sequence[float],
 ) -> float | None:
     """Seconds from a fault's end until the daemon showed it works again (None: never did).
 
     audio faults: "capturing again" after the loss (0 if no loss was logged: the stream survived);
     MQTT: "connected to" after the broker came back; SIGHUP: "reloaded"/"reload failed" after the
-    signal; hook faults: the first detection after the end has its hook run within 1 s; stdout:
-    0 (lines queued in the daemon arrive at once; drops would be logged and counted).
+    signal; hook faults: how late the first detection after the end ran its hook (the runner is not
+    wedged by the killed or skipped runs; None if it never ran); stdout: 0 (lines queued in the
+    daemon arrive at once; drops would be logged and counted).
     """
-    end = fault.end
-    if fault.kind in ("pulse_restart", "sink_reload"):
-        lost = daemon.lines_with("audio input lost", fault.start - 1)
-        lost = [t for t in lost if t <= end + 10]
+    if kind in ("pulse_restart", "sink_reload"):
+        lost = [t for t in lines_with(stderr, "audio input lost", start - 1) if t <= end + 10]
         if not lost:
             return 0.0
-        back = daemon.lines_with("capturing again", lost[0])
+        back = lines_with(stderr, "capturing again", lost[0])
         return max(0.0, back[0] - end) if back else None
-    if fault.kind == "mqtt_outage":
-        back = daemon.lines_with("connected to mqtt://", end)
-        return back[0] - end if back else None
-    if fault.kind in ("sighup_good", "sighup_bad"):
-        needle = "reloaded" if fault.kind == "sighup_good" else "reload failed"
-        back = daemon.lines_with(needle, fault.start - 0.5)
-        return max(0.0, back[0] - fault.start) if back else None
-    if fault.kind in ("hook_hang", "hook_burst"):
-        after = [d for d in detections if d > end]
+    if kind == "mqtt_outage":
+        back = lines_with(stderr, "connected to mqtt://", end)
+        return max(0.0, back[0] - end) if back else None
+    if kind in ("sighup_good", "sighup_bad"):
+        needle = "reloaded" if kind == "sighup_good" else "reload failed"
+        back = lines_with(stderr, needle, start - 0.5)
+        return max(0.0, back[0] - start) if back else None
+    if kind in ("hook_hang", "hook_burst"):
+        after = [d for d in detections if d > end + 0.5]
         if not after:
             return 0.0
-        runs = [h for h in hook_runs if after[0] - 0.5 <= h <= after[0] + 5]
-        return max(0.0, runs[0] - end) if runs else None
+        runs = [h for h in hook_runs if after[0] - 0.5 <= h <= after[0] + 30]
+        return max(0.0, runs[0] - after[0]) if runs else None
     return 0.0
+
+
+def epoch_shift(
+    live: Sequence[float], offline: Sequence[float], boundaries: Sequence[float]
+) -> tuple[list[float], list[float]]:
+    """Live detection times minus the playback delay, estimated separately between audio faults
+    (each restarts the player and the capture stream, so the delay can change there).
+
+    Returns (shifted times, the delay of each epoch); an epoch without a matchable detection uses
+    the delay of the whole run."""
+    overall = estimate_latency(live, offline)
+    edges = [-np.inf, *sorted(boundaries), np.inf]
+    shifted: list[float] = []
+    delays: list[float] = []
+    for a, b in zip(edges, edges[1:], strict=False):
+        inside = [t for t in live if a <= t < b]
+        delay = estimate_latency(inside, offline) if inside else overall
+        if inside and not any(abs(t - delay - o) <= 1.0 for t in inside for o in offline):
+            delay = overall
+        delays.append(delay)
+        shifted += [t - delay for t in inside]
+    return shifted, delays
 
 
 # --------------------------------------------------------------------------- the run
@@ -1099,61 +1140,50 @@ def run(seconds: float, seed: int, work: Path, model: Path) -> dict:
         notify_messages = notify.snapshot()
         notify.close()
     mono_to_wall = time.time() - time.monotonic()
-    return analyse(
-        seconds=seconds,
-        seed=seed,
-        program=program,
-        offline=offline,
-        schedule=schedule,
-        applied=applied,
-        daemon=daemon,
-        hook_log=hook_log,
-        mqtt=subscriber.messages,
-        notify_messages=[(t + mono_to_wall, m) for t, m in notify_messages],
-        rss=rss,
-        t0=t0,
-        crashes=crashes,
-        restarts=restarts,
-        exit_code=exit_code,
-        player_restarts=player.restarts,
-        run_dir=run_dir,
-    )
+    raw = {
+        "seconds": seconds,
+        "seed": seed,
+        "t0": t0,
+        "crashes": crashes,
+        "restarts": restarts,
+        "exit_code": exit_code,
+        "player_restarts": player.restarts,
+        "run_dir": str(run_dir),
+        "program": {
+            "seconds": program.seconds,
+            "utterances": [asdict(u) for u in program.utterances],
+            "offline": offline,
+        },
+        "schedule": [asdict(f) for f in schedule],
+        "applied": [asdict(f) for f in applied],
+        "stdout_lines": daemon.stdout_lines,
+        "stderr_lines": daemon.stderr_lines,
+        "hook_log": hook_log.read_text(),
+        "mqtt": [(t, topic, payload.decode(errors="replace")) for t, topic, payload in subscriber.messages],
+        "notify": [(t + mono_to_wall, m) for t, m in notify_messages],
+        "rss": rss,
+    }
+    (run_dir / "raw.json").write_text(json.dumps(raw))
+    return analyse(raw)
 
 
-def analyse(
-    *,
-    seconds: float,
-    seed: int,
-    program: Program,
-    offline: list[float],
-    schedule: list[Fault],
-    applied: list[Applied],
-    daemon: Daemon,
-    hook_log: Path,
-    mqtt: list[tuple[float, str, bytes]],
-    notify_messages: list[tuple[float, dict[str, str]]],
-    rss: list[tuple[float, float]],
-    t0: float,
-    crashes: int,
-    restarts: int,
-    exit_code: int | None,
-    player_restarts: int,
-    run_dir: Path,
-) -> dict:
-    """Turn everything collected into the issue's JSON fields (plus a few more, clearly named)."""
+def analyse(raw: dict) -> dict:
+    """Turn the raw record of a run (``raw.json``) into the issue's JSON fields and details."""
+    seconds, t0 = float(raw["seconds"]), float(raw["t0"])
+    stderr = [(float(t), str(line)) for t, line in raw["stderr_lines"]]
     stdout_times = []
-    for _, line in daemon.stdout_lines:
-        with contextlib.suppress(ValueError, KeyError):
+    for _, line in raw["stdout_lines"]:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
             stdout_times.append(_iso(json.loads(line)["wall_time"]))
     hook_runs: list[float] = []
     hook_event_times: list[float] = []
-    for line in hook_log.read_text().splitlines():
+    for line in raw["hook_log"].splitlines():
         stamp, _, event = line.partition(" ")
         with contextlib.suppress(ValueError, KeyError):
             hook_runs.append(float(stamp))
             hook_event_times.append(_iso(json.loads(event)["time"]))
     mqtt_times = []
-    for _, topic, payload in mqtt:
+    for _, topic, payload in raw["mqtt"]:
         if topic.endswith("/detection"):
             with contextlib.suppress(ValueError, KeyError):
                 mqtt_times.append(_iso(json.loads(payload)["time"]))
@@ -1161,32 +1191,39 @@ def analyse(
     detections_wall = merge_times(stdout_times + hook_event_times + mqtt_times)
     reported = merge_times(stdout_times + hook_event_times)  # what MQTT should also carry
     mqtt_lost = sum(1 for d in reported if not any(abs(d - m) <= 0.5 for m in mqtt_unique))
-    skipped = len(daemon.lines_with("skipped for"))
+    skipped = len(lines_with(stderr, "skipped for"))
 
-    for fault in applied:
-        fault.recovery_s = recovery_for(fault, daemon, detections_wall, hook_runs)
-    intervals = [(f.start - t0, f.end - t0) for f in applied]
+    applied = raw["applied"]
+    for f in applied:
+        f["recovery_s"] = recovery_for(f["kind"], f["start"], f["end"], stderr, detections_wall, hook_runs)
+    intervals = [(f["start"] - t0, f["end"] - t0) for f in applied]
+    utterances = [Utterance(**u) for u in raw["program"]["utterances"]]
+    program_s = float(raw["program"]["seconds"])
+    expected, windows = _unroll(utterances, program_s, raw["program"]["offline"], seconds, UTTERANCE_AFTER_S)
     rel = [d - t0 for d in detections_wall]
-    played = seconds
-    expected, windows = unroll(program, offline, played, UTTERANCE_AFTER_S)
-    latency = estimate_latency(rel, [t for t, hit in expected if hit])
-    result = score(expected, windows, [d - latency for d in rel], intervals)
+    audio_ends = [
+        e for (s_, e), f in zip(intervals, applied, strict=True) if FAULT_GROUP[f["kind"]] == "audio"
+    ]
+    shifted, delays = epoch_shift(rel, [t for t, hit in expected if hit], audio_ends)
+    result = score(expected, windows, shifted, intervals)
 
-    pings = [t for t, m in notify_messages if m.get("WATCHDOG") == "1"]
-    ready = [t for t, m in notify_messages if m.get("READY") == "1"]
-    misses = watchdog_misses(pings, WATCHDOG_S, ready[0] if ready else t0, t0 + seconds) if ready else 1
+    notify = raw["notify"]
+    pings = [t for t, m in notify if m.get("WATCHDOG") == "1"]
+    ready = [t for t, m in notify if m.get("READY") == "1"]
+    misses = watchdog_misses(pings, WATCHDOG_S, ready[0], t0 + seconds) if ready else 1
+    rss = raw["rss"]
     warm = [v for t, v in rss if t >= min(60.0, seconds / 10)]
-    recoveries = [f.recovery_s for f in applied]
+    recoveries = [f["recovery_s"] for f in applied]
     unrecovered = sum(r is None for r in recoveries)
     faults: dict[str, int] = {k: 0 for k in FAULT_KINDS}
     for f in applied:
-        faults[f.kind] += 1
-    stderr_all = [line for _, line in daemon.stderr_lines]
+        faults[f["kind"]] += 1
+    stderr_all = [line for _, line in stderr]
     out = {
         "seconds": seconds,
         "faults": faults,
-        "crashes": crashes,
-        "restarts_needed": restarts,
+        "crashes": raw["crashes"],
+        "restarts_needed": raw["restarts"],
         "expected_detections": result["expected_detections"],
         "detected": result["detected"],
         "missed_outside_faults": result["missed_outside_faults"],
@@ -1203,30 +1240,38 @@ def analyse(
         "hook_runs": len(hook_runs),
         "hook_skipped": skipped,
     }
-    extra = {
-        "seed": seed,
+    worst = max(applied, key=lambda f: -1 if f["recovery_s"] is None else f["recovery_s"], default=None)
+    details = {
+        "seed": raw["seed"],
         "utterances_played": result["utterances"],
         "detect_missed": result["detect_missed"],
         "live_only": result["live_only"],
         "false_accepts_during_faults": result["false_accepts_during_faults"],
         "faults_unrecovered": unrecovered,
+        "slowest_recovery": worst and {k: worst[k] for k in ("kind", "recovery_s")},
         "rss_peak_mb": round(max(warm), 1) if warm else None,
-        "latency_s": round(latency, 3),
+        "playback_delay_s": [round(d, 3) for d in delays],
         "live_detections": len(detections_wall),
         "stdout_lines": len(stdout_times),
-        "player_restarts": player_restarts,
-        "daemon_exit_code": exit_code,
+        "player_restarts": raw["player_restarts"],
+        "daemon_exit_code": raw["exit_code"],
         "tracebacks": sum("Traceback" in line for line in stderr_all),
-        "program_s": program.seconds,
-        "program_keywords": len(program.utterances),
+        "program_s": program_s,
+        "program_keywords": len(utterances),
         "applied": [
-            {**asdict(f), "start": round(f.start - t0, 2), "end": round(f.end - t0, 2)} for f in applied
+            {
+                **f,
+                "start": round(f["start"] - t0, 2),
+                "end": round(f["end"] - t0, 2),
+                "recovery_s": None if f["recovery_s"] is None else round(f["recovery_s"], 3),
+            }
+            for f in applied
         ],
-        "schedule": [asdict(f) for f in schedule],
-        "warnings": [line for line in stderr_all if "WARNING" in line or "ERROR" in line][:60],
-        "run_dir": str(run_dir),
+        "schedule": raw["schedule"],
+        "warnings": [line for line in stderr_all if "WARNING" in line or "ERROR" in line][:80],
+        "run_dir": raw["run_dir"],
     }
-    return {"summary": out, "details": extra}
+    return {"summary": out, "details": details}
 
 
 def table(summary: dict, details: dict) -> str:
@@ -1265,7 +1310,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "models/espresso.onnx")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "wakeword-chaos")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--analyse", type=Path, metavar="RAW_JSON", help="only re-score a run's raw.json")
     args = parser.parse_args(argv)
+    if args.analyse:
+        result = analyse(json.loads(args.analyse.read_text()))
+        print(json.dumps(result["summary"]))
+        print(table(result["summary"], result["details"]))
+        return 0
     if args.seconds < 300:
         parser.error("--seconds must be at least 300")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)

@@ -6,6 +6,10 @@ what it reports is computed right, in milliseconds.
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from datetime import datetime
+
 import numpy as np
 import pytest
 
@@ -137,3 +141,105 @@ def test_every_fault_kind_has_an_injector() -> None:
 
 def test_fault_end() -> None:
     assert Fault("mqtt_outage", 10.0, 60.0).end_s == 70.0
+
+
+def test_recovery_is_measured_from_the_fault_end_per_kind() -> None:
+    stderr = [
+        (100.5, "WARNING wakeword.audio: audio input lost: default microphone: ..."),
+        (104.2, "INFO wakeword.audio: capturing again from default microphone after 3.7 s"),
+        (200.0, "WARNING wakeword.mqtt: lost connection to mqtt://127.0.0.1:1"),
+        (262.5, "INFO wakeword.mqtt: connected to mqtt://127.0.0.1:1"),
+        (300.1, "INFO wakeword.listen: reloaded: listening for espresso"),
+        (400.2, "ERROR wakeword.listen: reload failed, keeping the running configuration: ..."),
+    ]
+    assert chaos.recovery_for("pulse_restart", 100.0, 103.0, stderr, [], []) == pytest.approx(1.2)
+    assert chaos.recovery_for("sink_reload", 150.0, 153.0, stderr, [], []) == 0.0  # stream survived
+    assert chaos.recovery_for("mqtt_outage", 200.0, 260.0, stderr, [], []) == pytest.approx(2.5)
+    assert chaos.recovery_for("mqtt_outage", 500.0, 560.0, stderr, [], []) is None  # never came back
+    assert chaos.recovery_for("sighup_good", 300.0, 301.0, stderr, [], []) == pytest.approx(0.1)
+    assert chaos.recovery_for("sighup_bad", 400.0, 402.0, stderr, [], []) == pytest.approx(0.2)
+    # Hooks: the first detection after the end ran its hook 0.05 s later; or never.
+    assert chaos.recovery_for("hook_hang", 10.0, 30.0, [], [25.0, 41.0], [25.01, 41.05]) == pytest.approx(
+        0.05
+    )
+    assert chaos.recovery_for("hook_burst", 10.0, 30.0, [], [41.0], [25.0]) is None
+
+
+def test_epoch_shift_estimates_the_playback_delay_between_audio_faults() -> None:
+    offline = [10.0, 20.0, 30.0, 40.0]
+    live = [10.5, 20.5, 31.8, 41.8]  # the delay grew from 0.5 to 1.8 s at the audio fault at 25 s
+    shifted, delays = chaos.epoch_shift(live, offline, [25.0])
+    assert delays == [pytest.approx(0.5), pytest.approx(1.8)]
+    assert shifted == [pytest.approx(t) for t in offline]
+
+
+def _raw() -> dict:
+    t0 = 1000.0
+
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t0 + t).astimezone().isoformat(timespec="milliseconds")
+
+    utterances = [
+        chaos.Utterance(9.0, 10.0, "a"),
+        chaos.Utterance(59.0, 60.0, "b"),
+        chaos.Utterance(99.0, 100.0, "c"),
+    ]
+    live = [10.8, 100.8]  # "b" (at 60.5, within the MQTT outage end + 5 s) is missed
+    return {
+        "seconds": 300.0,
+        "seed": 1,
+        "t0": t0,
+        "crashes": 0,
+        "restarts": 0,
+        "exit_code": 0,
+        "player_restarts": 0,
+        "run_dir": "/tmp/x",
+        "program": {
+            "seconds": 150.0,
+            "utterances": [asdict(u) for u in utterances],
+            "offline": [10.5, 60.5, 100.5],
+        },
+        "schedule": [],
+        "applied": [
+            {
+                "kind": "mqtt_outage",
+                "start": t0 + 50.0,
+                "end": t0 + 58.0,
+                "recovery_s": None,
+                "error": None,
+                "details": {},
+            }
+        ],
+        "stdout_lines": [(t0 + t + 0.01, json.dumps({"time": t, "wall_time": iso(t)})) for t in live],
+        "stderr_lines": [
+            (t0 + 60.0, "INFO wakeword.mqtt: connected to mqtt://127.0.0.1:1"),
+            (t0 + 70.0, "hook x skipped for espresso"),
+        ],
+        "hook_log": "".join(f"{t0 + t + 0.02} " + json.dumps({"time": iso(t)}) + "\n" for t in live),
+        "mqtt": [(t0 + 101.3, "chaos/ww/detection", json.dumps({"time": iso(100.8)}))],
+        "notify": [(t0 - 1, {"READY": "1"}), *((t0 + k * 5.0, {"WATCHDOG": "1"}) for k in range(61))],
+        "rss": [(float(t), 100.0 + t / 300) for t in range(0, 300, 5)],
+    }
+
+
+def test_analyse_turns_a_raw_record_into_the_issue_fields() -> None:
+    result = chaos.analyse(_raw())
+    summary, details = result["summary"], result["details"]
+    assert list(summary) == [
+        "seconds", "faults", "crashes", "restarts_needed", "expected_detections", "detected",
+        "missed_outside_faults", "missed_during_faults", "false_accepts", "max_recovery_s",
+        "watchdog_misses", "rss_start_mb", "rss_end_mb", "mqtt_published", "mqtt_lost", "hook_runs",
+        "hook_skipped",
+    ]  # fmt: skip
+    assert summary["faults"]["mqtt_outage"] == 1 and sum(summary["faults"].values()) == 1
+    # Played twice (300 s of a 150 s program): 6 keywords, 2 detected, "b" at 60.5 is within the
+    # outage's end + 5 s, the other three were never heard (nothing live after 100.8 s).
+    assert summary["expected_detections"] == 6 and summary["detected"] == 2
+    assert summary["missed_during_faults"] == 1 and summary["missed_outside_faults"] == 3
+    assert summary["false_accepts"] == 0
+    assert summary["max_recovery_s"] == pytest.approx(2.0)
+    assert summary["watchdog_misses"] == 0
+    assert summary["mqtt_published"] == 1 and summary["mqtt_lost"] == 1  # the one at 10.8 never arrived
+    assert (summary["hook_runs"], summary["hook_skipped"]) == (2, 1)
+    assert details["playback_delay_s"] == [pytest.approx(0.3, abs=0.01)]
+    assert "crashes" in chaos.table(summary, details)
