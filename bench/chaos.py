@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import json
 import logging
 import random
@@ -642,7 +643,10 @@ class Broker:
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {folder}/\nautosave_interval 1\n"
+            f"persistence_location {folder}/\n"
+            # Started as root, mosquitto drops to user "mosquitto", who cannot write this folder:
+            # the subscriber's session was then lost with each restart (a harness artifact).
+            f"user {getpass.getuser()}\n"
         )
         self.proc: subprocess.Popen | None = None
 
