@@ -971,7 +971,8 @@ def recovery_for(
         back = lines_with(stderr, "capturing again", lost[0])
         return max(0.0, back[0] - end) if back else None
     if kind == "mqtt_outage":
-        back = lines_with(stderr, "connected to mqtt://", end)
+        # From the start: the daemon can connect before the injector has noted the broker is up.
+        back = lines_with(stderr, "connected to mqtt://", start)
         return max(0.0, back[0] - end) if back else None
     if kind in ("sighup_good", "sighup_bad"):
         needle = "reloaded" if kind == "sighup_good" else "reload failed"
@@ -1316,16 +1317,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--analyse", type=Path, metavar="RAW_JSON", help="only re-score a run's raw.json")
     args = parser.parse_args(argv)
-    if args.analyse:
+    if args.analyse:  # re-score a finished run (e.g. after a fix to the scoring)
         result = analyse(json.loads(args.analyse.read_text()))
-        print(json.dumps(result["summary"]))
-        print(table(result["summary"], result["details"]))
-        return 0
-    if args.seconds < 300:
-        parser.error("--seconds must be at least 300")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    args.work.mkdir(parents=True, exist_ok=True)
-    result = run(args.seconds, args.seed, args.work, args.model)
+        args.seconds = result["summary"]["seconds"]
+    else:
+        if args.seconds < 300:
+            parser.error("--seconds must be at least 300")
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+        args.work.mkdir(parents=True, exist_ok=True)
+        result = run(args.seconds, args.seed, args.work, args.model)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     seconds = int(args.seconds)
     (args.out_dir / f"chaos-{seconds}s.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -156,6 +156,8 @@ def test_recovery_is_measured_from_the_fault_end_per_kind() -> None:
     assert chaos.recovery_for("sink_reload", 150.0, 153.0, stderr, [], []) == 0.0  # stream survived
     assert chaos.recovery_for("mqtt_outage", 200.0, 260.0, stderr, [], []) == pytest.approx(2.5)
     assert chaos.recovery_for("mqtt_outage", 500.0, 560.0, stderr, [], []) is None  # never came back
+    # Connected a moment before the injector noted the broker was up: recovered at once.
+    assert chaos.recovery_for("mqtt_outage", 200.0, 262.6, stderr, [], []) == 0.0
     assert chaos.recovery_for("sighup_good", 300.0, 301.0, stderr, [], []) == pytest.approx(0.1)
     assert chaos.recovery_for("sighup_bad", 400.0, 402.0, stderr, [], []) == pytest.approx(0.2)
     # Hooks: the first detection after the end ran its hook 0.05 s later; or never.
