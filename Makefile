@@ -10,7 +10,7 @@ NAME ?= $(subst $() ,_,$(WORD))
 FRONTEND ?= logmel
 ARGS ?=
 
-.PHONY: listen test lint model model-smoke evaluate bench soak clean system-runtime system-test
+.PHONY: listen test lint model model-smoke evaluate bench soak chaos clean system-runtime system-test
 
 system-runtime:
 	@deploy/install-system-packages.sh runtime
@@ -59,6 +59,14 @@ evaluate: $(VENV)/.dev-installed
 # Not in CI: >= 30 min of `wakeword listen` on looped audio; prints RSS growth and detection counts.
 soak: $(VENV)/.dev-installed
 	WAKEWORD_SOAK_S=$${SOAK_S:-1800} nice $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_soak.py
+
+# Not in CI: `wakeword listen` as the service runs it (watchdog, hook, MQTT, PulseAudio virtual mic)
+# for CHAOS_S seconds (>= 300) while faults are injected; prints one JSON line and a table and
+# writes bench/results/chaos-<seconds>s.json. E.g. `make chaos CHAOS_S=600`.
+CHAOS_S ?= 7200
+CHAOS_SEED ?= 1
+chaos: $(VENV)/.dev-installed
+	nice $(BIN)/python -m bench.chaos --seconds $(CHAOS_S) --seed $(CHAOS_SEED)
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench $(ARGS)

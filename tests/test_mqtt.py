@@ -351,6 +351,58 @@ def test_reload_closing_the_old_publisher_leaves_the_status_online(broker):
     assert after_stop.payload == b"offline"
 
 
+def test_sighup_during_a_broker_outage_hands_queued_detections_to_the_new_publisher(durable_broker, caplog):
+    """Chaos soak (issue 19): a reload while the broker was down closed the old publisher with its
+    queue, and the detections it held were lost ("1 queued detection(s) not published"). The
+    reload now hands the queue to the new publisher, which delivers it when the broker returns."""
+    from wakeword.listen import Pipeline
+
+    caplog.set_level(logging.INFO, logger="wakeword.mqtt")
+    sub = Subscriber(durable_broker.port, durable=True)
+    old = MqttPublisher(settings(durable_broker.port))
+    new = None
+    try:
+        wait_until(lambda: old.connected, "the publisher to connect")
+        durable_broker.stop()
+        wait_until(lambda: not old.connected, "the publisher to notice the outage")
+        old.handle(detection(1))
+        old.handle(detection(2))
+        new = MqttPublisher(settings(durable_broker.port))  # what SIGHUP builds, beside the old one
+        Pipeline(None, [("mqtt", old)]).hand_over(Pipeline(None, [("mqtt", new)]))  # type: ignore[arg-type]
+        old.close(timeout_s=0.1)
+        assert "not published" not in caplog.text
+        assert new.pending == 2
+        durable_broker.start()
+        wait_until(lambda: new.pending == 0, "the handed-over queue to drain")
+        received = [json.loads(sub.next(f"{PREFIX}/detection").payload)["score"] for _ in range(2)]
+    finally:
+        old.close()
+        if new is not None:
+            new.close()
+        sub.close()
+    assert received == [pytest.approx(0.51), pytest.approx(0.52)]
+
+
+def test_publisher_reconnects_within_seconds_of_the_broker_returning_after_a_long_outage(broker):
+    """Chaos soak (issue 19): after a broker outage of a minute, paho's backoff (doubling up to
+    30 s) left the daemon disconnected for up to 30 s after the broker was back. 17 s of outage is
+    enough to show it (waits 1+2+4+8 s, then 16 s: the old code reconnected ~14 s late)."""
+    publisher = MqttPublisher(settings(broker.port))
+    try:
+        wait_until(lambda: publisher.connected, "the publisher to connect")
+        broker.stop()
+        wait_until(lambda: not publisher.connected, "the publisher to notice the outage")
+        time.sleep(17.0)
+        broker.start()
+        back = time.monotonic()
+        while not publisher.connected and time.monotonic() - back < 10.0:
+            time.sleep(0.05)
+        took = time.monotonic() - back
+    finally:
+        publisher.close()
+    assert took <= 5.0, f"reconnected {took:.1f} s after the broker returned"
+
+
 def make_certificates(directory: Path) -> dict[str, Path]:
     """A private CA and a server certificate for 127.0.0.1, made with openssl for this test."""
     if shutil.which("openssl") is None:

@@ -125,6 +125,21 @@ class Pipeline:
             except Exception as exc:  # one broken sink must not stop the others or the loop
                 log.error("%s failed for a detection: %s", name, exc)
 
+    def hand_over(self, successor: Pipeline) -> None:
+        """Give the successor (a reload) what this pipeline's sinks still hold: MQTT detections
+        queued during a broker outage would otherwise die with the old publisher."""
+        for name, sink in self.sinks:
+            take = getattr(sink, "take_pending", None)
+            if not callable(take):
+                continue
+            heir = next((s for n, s in successor.sinks if n == name and hasattr(s, "adopt")), None)
+            if heir is None:
+                continue
+            try:
+                heir.adopt(take())
+            except Exception as exc:
+                log.error("handing over %s's queue failed: %s", name, exc)
+
     def close(self) -> None:
         """Close every sink with its own timeouts (hooks wait for running commands, then kill)."""
         for name, sink in self.sinks:
@@ -358,6 +373,7 @@ class _Loop:
         if config.audio != self.config.audio:
             log.warning("audio settings changed; they take effect at the next restart")
         old = self.pipeline
+        old.hand_over(pipeline)
         self.config, self.pipeline = config, pipeline
         self.offset_s = self.position_s
         self._attach()

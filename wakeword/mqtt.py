@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 _live: Counter[tuple[str, str]] = Counter()
 _live_lock = threading.Lock()
 _instances = itertools.count(1)
+#: Longest wait between two reconnection attempts. paho's default backoff (up to 30 s here before)
+#: left a broker that came back after a one-minute outage unused for up to 30 s (chaos soak,
+#: issue 19); one refused TCP connect every 3 s costs nothing.
+RECONNECT_MAX_S = 3
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -124,7 +128,7 @@ class MqttPublisher:
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
                 raise ConfigError(f"mqtt.tls: cannot use the certificate files: {exc}") from exc
             client.tls_insecure_set(settings.tls_insecure)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
@@ -165,6 +169,29 @@ class MqttPublisher:
                 if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or self._qos > 0:
                     return
             self._enqueue(payload)
+
+    def take_pending(self) -> list[bytes]:
+        """Hand over the detections queued while the broker was away (a SIGHUP reload passes them
+        to the new publisher, so closing this one during an outage loses none)."""
+        with self._lock:
+            payloads = list(self._pending)
+            self._pending.clear()
+        return payloads
+
+    def adopt(self, payloads: list[bytes]) -> None:
+        """Publish (or queue, oldest first) detections another publisher had queued."""
+        if not payloads:
+            return
+        with self._lock:
+            if self._closed:
+                log.warning("%d queued detection(s) not published: publisher closed", len(payloads))
+                return
+            for payload in payloads:
+                if self._connected:
+                    info = self._client.publish(self.detection_topic, payload, qos=self._qos)
+                    if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or self._qos > 0:
+                        continue
+                self._enqueue(payload)
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Say ``offline`` (retained), disconnect and stop the network thread.
