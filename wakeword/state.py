@@ -75,10 +75,6 @@ class RefreshingState:
         self._restarted_at: list[int | None] = [None] * copies
         self._frame = 0  # stream index of the next frame
 
-    @property
-    def frames_seen(self) -> int:
-        return self._frame
-
     def run(self, frames: np.ndarray) -> np.ndarray:
         """Probabilities ``[T]`` for the next ``T`` frames of the stream."""
         if not self.schedule.enabled:
