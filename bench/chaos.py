@@ -49,8 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
+from bench.common import REPO_ROOT, RESULTS_DIR, stop_process
+
 RATE = 16000
 log = logging.getLogger("bench.chaos")
 
@@ -664,13 +664,8 @@ class Broker:
         raise RuntimeError("mosquitto did not start")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout_s=10)
         self.proc = None
 
 
@@ -768,15 +763,7 @@ class Daemon:
             self.stderr_file.flush()
 
     def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return None if self.proc is None else stop_process(self.proc)
 
     def lines_with(self, needle: str, after: float = 0.0) -> list[float]:
         return [t for t, line in list(self.stderr_lines) if t >= after and needle in line]

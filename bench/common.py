@@ -6,6 +6,7 @@ each engine pays its own imports and memory, and its CPU time is its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -184,6 +185,22 @@ def _wait4(proc: subprocess.Popen, timeout_s: float) -> tuple[int, resource.stru
             proc.returncode = -9
             raise ChildError(f"child {proc.args} ran past {timeout_s:.0f} s and was killed")
         time.sleep(0.02)
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 30.0) -> int:
+    """SIGTERM, as systemd stops the unit, then SIGKILL after ``timeout_s``; returns the exit status.
+
+    The daemon's own clean shutdown (flush MQTT, end hooks) is part of what the benches measure, so
+    it gets its time before the kill."""
+    if proc.poll() is not None:
+        return proc.returncode
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def git_commit() -> str:

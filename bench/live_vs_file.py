@@ -24,7 +24,6 @@ audio in real time: about 6 s a clip); timing lives here, not in tests.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import logging
@@ -41,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO_ROOT, RESULTS_DIR, SAMPLE_RATE, dither, write_wav
+from bench.common import REPO_ROOT, RESULTS_DIR, SAMPLE_RATE, dither, stop_process, write_wav
 from bench.live import wakeword_command
 
 log = logging.getLogger("bench.live_vs_file")
@@ -296,15 +295,7 @@ class Listener:
         return "listening for" in self.stderr.read_text(errors="replace")
 
     def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return None if self.proc is None else stop_process(self.proc)
 
 
 def _wall(iso: str) -> float:

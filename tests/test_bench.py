@@ -195,3 +195,20 @@ def test_markdown_keeps_every_row_in_one_table() -> None:
     assert table[0].startswith("| | wakeword (ours) |") and table[1].startswith("|---|")
     assert table[-1].startswith("| Pi Zero 2 W CPU % of one core")
     assert text.endswith("\n\n- a note\n\n- section live failed: boom\n")
+
+
+def test_stop_process_lets_a_daemon_exit_on_sigterm_and_kills_one_that_ignores_it() -> None:
+    import signal
+
+    from bench.common import stop_process
+
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert stop_process(polite) == -signal.SIGTERM
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+         "print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"
+    assert stop_process(stubborn, timeout_s=0.5) == -signal.SIGKILL
+    assert stop_process(stubborn) == -signal.SIGKILL  # already ended: its status, no signal sent
