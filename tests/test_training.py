@@ -58,14 +58,47 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_frame_targets_mark_exactly_the_frames_after_the_keyword_end() -> None:
     end = 16000  # 1.0 s
-    labels, mask = ds.frame_targets(300, end, FEATURES, label_frames=40, ignore_before=5, ignore_after=7)
+    labels, mask = ds.frame_targets(300, [end], FEATURES, label_frames=40, ignore_before=5, ignore_after=7)
     first = ds.keyword_end_frame(end, FEATURES)
     # the first frame whose window [t*hop, t*hop+win) reaches the keyword's last sample
     assert first * 160 + 400 >= end > (first - 1) * 160 + 400
     assert np.array_equal(np.nonzero(labels)[0], np.arange(first, first + 40))
     assert np.array_equal(np.nonzero(mask == 0)[0], np.r_[first - 5 : first, first + 40 : first + 47])
-    negative, negative_mask = ds.frame_targets(300, None, FEATURES, 40, 5, 7)
+    negative, negative_mask = ds.frame_targets(300, [], FEATURES, 40, 5, 7)
     assert not negative.any() and negative_mask.all()
+
+
+def test_frame_targets_label_every_keyword_and_never_mask_a_one_frame() -> None:
+    ends = [16000, 16000 + 40 * 160 + 3 * 160]  # the second run starts 3 frames after the first ends
+    labels, mask = ds.frame_targets(400, ends, FEATURES, label_frames=40, ignore_before=5, ignore_after=7)
+    first, second = (ds.keyword_end_frame(e, FEATURES) for e in ends)
+    expected = np.r_[first : first + 40, second : second + 40]
+    assert np.array_equal(np.nonzero(labels)[0], expected)
+    assert mask[expected].all()  # the second run's ignored lead-in overlaps nothing labelled 1
+    assert not mask[first + 40 : second].any()  # between runs: ignored (after the first, before the second)
+    assert np.array_equal(
+        np.nonzero(mask[second + 40 :] == 0)[0] + second + 40, np.arange(second + 40, second + 47)
+    )
+
+
+def test_repeat_clips_hold_several_keywords_each_ending_at_its_labelled_sample(manifest: Path) -> None:
+    quiet = AugmentConfig(reverb_p=0.0, clean_p=1.0, colour_p=0.0, speed_p=0.0, peak_dbfs=(-6.0, -6.0),
+                          noise_floor_dbfs=(-90.0, -90.0), clip_p=0.0)  # fmt: skip
+    config = ds.DatasetConfig(augment=quiet, context_speech_p=0.0, repeat_positive_p=1.0, repeat_count=(3, 3))
+    factory = ds.ClipFactory(ds.load_sources(manifest, ("train",)), config, FEATURES)
+    rng = np.random.default_rng(4)
+    n = 12 * SR
+    for _ in range(4):
+        clip = factory.draw_long(n, rng)
+        ends = clip.keyword_ends
+        assert len(ends) == 3 and list(ends) == sorted(ends)
+        tail = config.label_frames * FEATURES.hop_samples
+        assert ends[-1] <= n - tail
+        for end in ends:  # loud up to each labelled end, silent (no context speech) just after it
+            before, after = clip.audio[end - 160 : end], clip.audio[end : end + 160]
+            assert np.sqrt(np.mean(before**2)) > 0.02 > 100 * np.sqrt(np.mean(after**2))
+        gaps = np.diff(ends) / SR
+        assert (gaps > config.repeat_gap_s[0]).all()
 
 
 def test_positive_clip_places_the_keyword_so_it_ends_at_the_labelled_sample(manifest: Path) -> None:
