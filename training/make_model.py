@@ -249,7 +249,7 @@ def _profile_config(word: str, name: str, profile: str, train_minutes: float | N
             synth_profile="full",
             features=FRONT_END,
             network=NETWORK,
-            dataset=DatasetConfig(n_short=32000, n_long=1600, n_val=1200),
+            dataset=DatasetConfig(n_short=32000, n_long=1600, n_val=1200, repeat_positive_p=0.3),
             train=tr.TrainConfig(steps=4000, time_budget_s=budget),
             mining=tr.MiningConfig(rounds=2, streams=360, finetune_steps=500, time_budget_s=budget * 0.15),
             evaluation=EvalConfig(negative_hours=3.0),
@@ -262,7 +262,7 @@ def _profile_config(word: str, name: str, profile: str, train_minutes: float | N
             profile=profile,
             synth_profile="smoke",
             features=FRONT_END,
-            dataset=DatasetConfig(n_short=160, n_long=8, n_val=40),
+            dataset=DatasetConfig(n_short=160, n_long=8, n_val=40, repeat_positive_p=0.3),
             train=tr.TrainConfig(
                 steps=12, batch_size=16, long_batch_size=4, warmup_steps=2, time_budget_s=budget
             ),
