@@ -996,6 +996,23 @@ def epoch_shift(
     return shifted, delays
 
 
+def on_program_clock(
+    intervals: Sequence[tuple[float, float]], kinds: Sequence[str], delays: Sequence[float]
+) -> list[tuple[float, float]]:
+    """Fault intervals on the program's clock: an audio fault also destroys what the player had
+    queued but not yet delivered to the sink, so it starts one playback delay (that epoch's, from
+    ``epoch_shift``) earlier there. A keyword played just before a sound-server kill never reaches
+    the microphone: it is lost to the fault, not missed by the daemon."""
+    audio = sorted(i for i, kind in enumerate(kinds) if FAULT_GROUP[kind] == "audio")
+    audio.sort(key=lambda i: intervals[i][1])  # epochs are cut at audio-fault ends, in order
+    epoch_of = {i: k for k, i in enumerate(audio)}
+    out = []
+    for i, (start, end) in enumerate(intervals):
+        lead = max(0.0, delays[epoch_of[i]]) if i in epoch_of and epoch_of[i] < len(delays) else 0.0
+        out.append((start - lead, end))
+    return out
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -1197,7 +1214,8 @@ def analyse(raw: dict) -> dict:
         e for (s_, e), f in zip(intervals, applied, strict=True) if FAULT_GROUP[f["kind"]] == "audio"
     ]
     shifted, delays = epoch_shift(rel, [t for t, hit in expected if hit], audio_ends)
-    result = score(expected, windows, shifted, intervals)
+    faults_program = on_program_clock(intervals, [f["kind"] for f in applied], delays)
+    result = score(expected, windows, shifted, faults_program)
 
     notify = raw["notify"]
     pings = [t for t, m in notify if m.get("WATCHDOG") == "1"]

@@ -245,3 +245,12 @@ def test_analyse_turns_a_raw_record_into_the_issue_fields() -> None:
     assert (summary["hook_runs"], summary["hook_skipped"]) == (2, 1)
     assert details["playback_delay_s"] == [pytest.approx(0.3, abs=0.01)]
     assert "crashes" in chaos.table(summary, details)
+
+
+def test_audio_faults_start_one_playback_delay_earlier_on_the_program_clock() -> None:
+    from bench.chaos import on_program_clock
+
+    intervals = [(100.0, 104.0), (200.0, 260.0), (300.0, 303.0)]
+    kinds = ["pulse_restart", "mqtt_outage", "sink_reload"]
+    delays = [0.05, 1.9, 1.8]  # before the first audio fault, between them, after the last
+    assert on_program_clock(intervals, kinds, delays) == [(99.95, 104.0), (200.0, 260.0), (298.1, 303.0)]
