@@ -1003,8 +1003,10 @@ def on_program_clock(
     queued but not yet delivered to the sink, so it starts one playback delay (that epoch's, from
     ``epoch_shift``) earlier there. A keyword played just before a sound-server kill never reaches
     the microphone: it is lost to the fault, not missed by the daemon."""
-    audio = sorted(i for i, kind in enumerate(kinds) if FAULT_GROUP[kind] == "audio")
-    audio.sort(key=lambda i: intervals[i][1])  # epochs are cut at audio-fault ends, in order
+    # epochs are cut at audio-fault ends, in order
+    audio = sorted(
+        (i for i, kind in enumerate(kinds) if FAULT_GROUP[kind] == "audio"), key=lambda i: intervals[i][1]
+    )
     epoch_of = {i: k for k, i in enumerate(audio)}
     out = []
     for i, (start, end) in enumerate(intervals):

@@ -354,15 +354,15 @@ class ClipFactory:
             after = end_sample + int(rng.uniform(0.2, 0.6) * SAMPLE_RATE)
             if rng.random() < cfg.trailing_speech_p and after < n - hop:
                 fore[after:] = speech_stream(self.sources, n - after, rng, context_kinds)
-        level_ref = np.s_[max(0, end_sample - len(word)) : end_sample] if word is not None else np.s_[:]
-        audio, snr, bg_kind = self._room_and_microphone(fore, level_ref, rng, snr_db)
+        level_span = np.s_[max(0, end_sample - len(word)) : end_sample] if word is not None else np.s_[:]
+        audio, snr, bg_kind = self._room_and_microphone(fore, level_span, rng, snr_db)
         kind = POSITIVE if is_keyword else "negative"
         return Clip(audio, end_sample if is_keyword else None, kind, snr, bg_kind)
 
     def _room_and_microphone(
-        self, fore: np.ndarray, level_ref: slice, rng: np.random.Generator, snr_db: float | None = None
+        self, fore: np.ndarray, level_span: slice, rng: np.random.Generator, snr_db: float | None = None
     ) -> tuple[np.ndarray, float | None, str | None]:
-        """Reverberate the foreground, mix a background at an SNR measured on ``fore[level_ref]``
+        """Reverberate the foreground, mix a background at an SNR measured on ``fore[level_span]``
         (the keyword), then the microphone chain; returns (audio, snr, background kind)."""
         cfg = self.config
         n = len(fore)
@@ -371,7 +371,7 @@ class ClipFactory:
                 rng, rng.uniform(*cfg.augment.rt60_s), rng.uniform(*cfg.augment.direct_to_reverb_db)
             )
             fore = augment.reverberate(fore, rir)[:n]
-        level_ref = fore[level_ref]
+        level_ref = fore[level_span]
         clean = (rng.random() < cfg.augment.clean_p) if snr_db is None else math.isinf(snr_db)
         bg_kind = None
         if clean or not np.any(fore):
