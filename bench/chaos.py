@@ -337,6 +337,7 @@ def score(
     dets = sorted(detections)
     detected = missed_out = missed_in = live_only = 0
     detect_missed = 0
+    missed_out_at: list[float] = []
     for t, offline_hit in expected:
         hit = None
         for i, d in enumerate(dets):
@@ -355,6 +356,7 @@ def score(
             missed_in += 1
         else:
             missed_out += 1
+            missed_out_at.append(round(t, 2))
     wide = [(a - 0.5, b + 1.0) for a, b in windows]
     false_accepts = sum(1 for i, d in enumerate(dets) if i not in used and not in_any(d, wide))
     false_in_faults = sum(
@@ -370,6 +372,7 @@ def score(
         "missed_during_faults": missed_in,
         "false_accepts": false_accepts,
         "false_accepts_during_faults": false_in_faults,
+        "missed_outside_at": missed_out_at,
     }
 
 
@@ -1260,6 +1263,12 @@ def analyse(raw: dict) -> dict:
         "live_only": result["live_only"],
         "false_accepts_during_faults": result["false_accepts_during_faults"],
         "faults_unrecovered": unrecovered,
+        # where to look first when a keyword is missed outside faults: the run second (program
+        # second = run second mod program_s) and whether capture reported losing audio
+        "missed_outside_at": result["missed_outside_at"],
+        "audio_loss_warnings": sum(
+            "audio overrun" in line or "audio input overflow" in line for line in stderr_all
+        ),
         "slowest_recovery": worst and {k: worst[k] for k in ("kind", "recovery_s")},
         "rss_peak_mb": round(max(warm), 1) if warm else None,
         "playback_delay_s": [round(d, 3) for d in delays],

@@ -110,3 +110,32 @@ def test_unknown_device_name_is_a_one_line_audio_error(virtual_mic: VirtualMic) 
         MicrophoneSource("no-such-device-xyz").start()
     assert "\n" not in str(info.value)
     assert "wakeword devices" in str(info.value)
+
+
+def test_input_overflow_flag_is_counted_and_logged_once_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PortAudio's input-overflow flag (audio lost before our callback) must reach the log.
+
+    PulseAudio cannot be made to overflow on demand here, so the callback is handed the flag
+    PortAudio itself would pass: a real ``sounddevice.CallbackFlags`` with paInputOverflow set.
+    """
+    import sounddevice as sd
+
+    source = MicrophoneSource("pulse")  # never opened: the callback is driven directly
+    block = np.zeros((480, 1), dtype=np.int16)
+    overflow = sd.CallbackFlags(0x2)  # paInputOverflow
+    assert overflow.input_overflow
+    with caplog.at_level(logging.WARNING, logger="wakeword.audio"):
+        source._callback(block, 480, None, sd.CallbackFlags())
+        source.read(0.0)
+        assert source.input_overflows == 0
+        assert not any("input overflow" in r.getMessage() for r in caplog.records)
+        for _ in range(3):
+            source._callback(block, 480, None, overflow)
+        source.read(0.0)
+        source._callback(block, 480, None, overflow)
+        source.read(0.0)  # within the interval: counted, not logged again
+    lines = [r.getMessage() for r in caplog.records if "input overflow" in r.getMessage()]
+    assert source.input_overflows == 4
+    assert len(lines) == 1 and "3 times so far" in lines[0]

@@ -104,6 +104,7 @@ def test_score_counts_hits_misses_inside_and_outside_faults_and_false_accepts() 
         "missed_during_faults": 1,  # 50
         "false_accepts": 2,  # 59.9 and 150
         "false_accepts_during_faults": 0,
+        "missed_outside_at": [30.0, 90.0],
     }
 
 

@@ -523,6 +523,8 @@ class MicrophoneSource(_BufferedSource):
         self.callbacks = 0
         self.first_callback = threading.Event()
         self.input_overflows = 0  # PortAudio-level overflows (the OS buffer, before ours)
+        self._logged_overflows = 0
+        self._last_overflow_log = -math.inf
         self.lost_reason: str | None = None  # set while the input is lost
         self.reconnects = 0
         self._lost = threading.Event()
@@ -653,7 +655,26 @@ class MicrophoneSource(_BufferedSource):
         log.info("capturing again from %s after %.1f s", self.description, away_s)
         return np.zeros(0, dtype=np.int16)
 
+    def _log_input_overflows(self) -> None:
+        """Warn when the sound system dropped audio before our callback saw it (a starved machine:
+        a keyword said then can be missed, so it must not pass silently); rate-limited like overruns."""
+        count = self.input_overflows
+        if count == self._logged_overflows:
+            return
+        now = time.monotonic()
+        if now - self._last_overflow_log < _OVERRUN_LOG_INTERVAL_S:
+            return
+        log.warning(
+            "audio input overflow: %s dropped audio before wakeword received it "
+            "(%d times so far); the machine may be overloaded",
+            self.description,
+            count,
+        )
+        self._logged_overflows = count
+        self._last_overflow_log = now
+
     def read(self, timeout: float = 0.25, min_samples: int | None = None) -> np.ndarray | None:
+        self._log_input_overflows()
         if self._lost.is_set() and len(self.buffer) == 0 and not self._stopping:
             self.last_gap = 0  # what was captured before the loss has been read: now retry
             return self._handle_loss(timeout)
