@@ -94,6 +94,7 @@ BURST_SIZE = 5
 BURST_SPACING_S = 2.2  # keyword ends this far apart: beyond the shipped model's 1.5 s refractory
 WATCHDOG_S = 10.0  # deploy/wakeword.service WatchdogSec
 HOOK_TIMEOUT_S = 5.0
+HEARD_WAV = "heard.wav"  # the daemon's --dump-audio: what it heard, for replaying a live miss
 HOOK_MAX_CONCURRENT = 2
 RECOVERY_TARGET_S = 5.0
 
@@ -735,7 +736,17 @@ class Daemon:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wakeword.cli", "listen", "--json", "--config", str(self.config)],
+            [
+                sys.executable,
+                "-m",
+                "wakeword.cli",
+                "listen",
+                "--json",
+                "--config",
+                str(self.config),
+                "--dump-audio",
+                str(self.folder / HEARD_WAV),
+            ],  # fmt: skip
             cwd=REPO_ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -1163,6 +1174,7 @@ def run(seconds: float, seed: int, work: Path, model: Path) -> dict:
         "exit_code": exit_code,
         "player_restarts": player.restarts,
         "run_dir": str(run_dir),
+        "model": str(model),
         "program": {
             "seconds": program.seconds,
             "utterances": [asdict(u) for u in program.utterances],
@@ -1179,6 +1191,25 @@ def run(seconds: float, seed: int, work: Path, model: Path) -> dict:
     }
     (run_dir / "raw.json").write_text(json.dumps(raw))
     return analyse(raw)
+
+
+def replay_heard(run_dir: Path, model: str | None) -> dict | None:
+    """`wakeword detect` on what the daemon heard (its --dump-audio WAV, zeros where audio was lost).
+
+    Tells a live miss's cause apart: if the replay finds no more detections than the daemon made,
+    the keyword never reached the detector intact (lost or mangled in capture); if it finds more,
+    the live detector itself diverged from the file path. None when there is no dump (older runs).
+    """
+    heard = run_dir / HEARD_WAV
+    if model is None or not heard.exists():
+        return None
+    from wakeword.audio import read_audio_file
+
+    try:
+        audio = read_audio_file(heard)
+    except Exception as exc:  # a run killed mid-write leaves a truncated header
+        return {"error": f"{heard}: {exc}"}
+    return {"seconds": round(audio.size / RATE, 1), "detections": len(offline_detections(audio, Path(model)))}
 
 
 def analyse(raw: dict) -> dict:
@@ -1291,6 +1322,7 @@ def analyse(raw: dict) -> dict:
         "schedule": raw["schedule"],
         "warnings": [line for line in stderr_all if "WARNING" in line or "ERROR" in line][:80],
         "run_dir": raw["run_dir"],
+        "heard_replay": replay_heard(Path(raw["run_dir"]), raw.get("model")),
     }
     return {"summary": out, "details": details}
 

@@ -255,3 +255,15 @@ def test_audio_faults_start_one_playback_delay_earlier_on_the_program_clock() ->
     kinds = ["pulse_restart", "mqtt_outage", "sink_reload"]
     delays = [0.05, 1.9, 1.8]  # before the first audio fault, between them, after the last
     assert on_program_clock(intervals, kinds, delays) == [(99.95, 104.0), (200.0, 260.0), (298.1, 303.0)]
+
+
+def test_replay_heard_runs_detect_on_the_daemons_dump(loud_model_path, tmp_path) -> None:
+    """What the daemon heard, replayed through the file path: two bursts give two detections."""
+    from tests.speech import bursts_clip
+
+    assert chaos.replay_heard(tmp_path, str(loud_model_path)) is None  # no dump: older runs
+    bursts_clip(tmp_path / chaos.HEARD_WAV, [0.5, 2.1], 3.3)
+    assert chaos.replay_heard(tmp_path, None) is None
+    assert chaos.replay_heard(tmp_path, str(loud_model_path)) == {"seconds": 3.3, "detections": 2}
+    (tmp_path / chaos.HEARD_WAV).write_bytes(b"RIFF")  # killed mid-write
+    assert "error" in chaos.replay_heard(tmp_path, str(loud_model_path))
