@@ -746,7 +746,7 @@ class Daemon:
                 str(self.config),
                 "--dump-audio",
                 str(self.folder / HEARD_WAV),
-            ],  # fmt: skip
+            ],
             cwd=REPO_ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,

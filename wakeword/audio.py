@@ -173,6 +173,26 @@ def read_audio_file(path: str | Path) -> np.ndarray:
 # --------------------------------------------------------------------------- sources
 
 
+class _ThrottledCount:
+    """The last logged value of a growing counter, so a warning about it repeats at most once per
+    ``_OVERRUN_LOG_INTERVAL_S`` however often the audio loop checks it."""
+
+    def __init__(self) -> None:
+        self.logged = 0
+        self._at = -math.inf
+
+    def due(self, value: int) -> int | None:
+        """The previously logged value if ``value`` moved and the interval passed (``value`` then
+        counts as logged); None when nothing should be logged now."""
+        if value == self.logged:
+            return None
+        now = time.monotonic()
+        if now - self._at < _OVERRUN_LOG_INTERVAL_S:
+            return None
+        previous, self.logged, self._at = self.logged, value, now
+        return previous
+
+
 class AudioSource:
     """16 kHz mono int16 chunks from somewhere; see the module docstring for the protocol."""
 
@@ -183,8 +203,7 @@ class AudioSource:
 
     def __init__(self, description: str) -> None:
         self.description = description
-        self._last_overrun_log = -math.inf
-        self._logged_dropped = 0
+        self._dropped_warning = _ThrottledCount()
 
     @property
     def overruns(self) -> int:
@@ -212,18 +231,14 @@ class AudioSource:
     def _log_overruns(self) -> None:
         """Warn about dropped audio, at most once per interval (called from the reader thread)."""
         dropped = self.dropped_samples
-        if dropped == self._logged_dropped:
-            return
-        now = time.monotonic()
-        if now - self._last_overrun_log < _OVERRUN_LOG_INTERVAL_S:
+        previous = self._dropped_warning.due(dropped)
+        if previous is None:
             return
         log.warning(
             "audio overrun: processing fell behind, dropped %.2f s of the oldest audio (%d overruns so far)",
-            (dropped - self._logged_dropped) / self.sample_rate,
+            (dropped - previous) / self.sample_rate,
             self.overruns,
         )
-        self._logged_dropped = dropped
-        self._last_overrun_log = now
 
     def __enter__(self) -> AudioSource:
         self.start()
@@ -523,8 +538,7 @@ class MicrophoneSource(_BufferedSource):
         self.callbacks = 0
         self.first_callback = threading.Event()
         self.input_overflows = 0  # PortAudio-level overflows (the OS buffer, before ours)
-        self._logged_overflows = 0
-        self._last_overflow_log = -math.inf
+        self._overflow_warning = _ThrottledCount()
         self.lost_reason: str | None = None  # set while the input is lost
         self.reconnects = 0
         self._lost = threading.Event()
@@ -659,10 +673,7 @@ class MicrophoneSource(_BufferedSource):
         """Warn when the sound system dropped audio before our callback saw it (a starved machine:
         a keyword said then can be missed, so it must not pass silently); rate-limited like overruns."""
         count = self.input_overflows
-        if count == self._logged_overflows:
-            return
-        now = time.monotonic()
-        if now - self._last_overflow_log < _OVERRUN_LOG_INTERVAL_S:
+        if self._overflow_warning.due(count) is None:
             return
         log.warning(
             "audio input overflow: %s dropped audio before wakeword received it "
@@ -670,8 +681,6 @@ class MicrophoneSource(_BufferedSource):
             self.description,
             count,
         )
-        self._logged_overflows = count
-        self._last_overflow_log = now
 
     def read(self, timeout: float = 0.25, min_samples: int | None = None) -> np.ndarray | None:
         self._log_input_overflows()
