@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import getpass
 import json
 import logging
@@ -37,9 +38,11 @@ import random
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -321,6 +324,7 @@ def score(
     detections: Sequence[float],
     faults: Sequence[tuple[float, float]],
     *,
+    lost: Sequence[tuple[float, float]] = (),
     tolerance_s: tuple[float, float] = (-1.0, 1.5),
     margin_s: float = FAULT_MARGIN_S,
 ) -> dict:
@@ -331,15 +335,17 @@ def score(
     window, for false accepts. ``detections``: live detection times already shifted by the
     playback latency. ``faults``: (start, end) actually applied; a keyword whose expected time lies
     within [start, end + margin_s] of one is "during a fault". A live detection matches an expected
-    one within ``tolerance_s``; each live detection matches at most once.
+    one within ``tolerance_s``; each live detection matches at most once. ``lost``: program
+    stretches the player never delivered (pacat not reading); a keyword outside faults whose audio
+    overlaps one and that the daemon did not detect is "lost by the player", not a daemon miss.
     """
     during = [(a, b + margin_s) for a, b in faults]
     used: set[int] = set()
     dets = sorted(detections)
-    detected = missed_out = missed_in = live_only = 0
+    detected = missed_out = missed_in = live_only = lost_by_player = 0
     detect_missed = 0
     missed_out_at: list[float] = []
-    for t, offline_hit in expected:
+    for (t, offline_hit), (start, _) in zip(expected, windows, strict=True):
         hit = None
         for i, d in enumerate(dets):
             if i not in used and t + tolerance_s[0] <= d <= t + tolerance_s[1]:
@@ -355,6 +361,8 @@ def score(
             detected += 1
         elif in_any(t, during):
             missed_in += 1
+        elif any(a < t and start < b for a, b in lost):
+            lost_by_player += 1
         else:
             missed_out += 1
             missed_out_at.append(round(t, 2))
@@ -371,6 +379,7 @@ def score(
         "live_only": live_only,
         "missed_outside_faults": missed_out,
         "missed_during_faults": missed_in,
+        "lost_by_player": lost_by_player,
         "false_accepts": false_accepts,
         "false_accepts_during_faults": false_in_faults,
         "missed_outside_at": missed_out_at,
@@ -565,15 +574,31 @@ def offline_detections(audio: np.ndarray, model: Path) -> list[float]:
 # --------------------------------------------------------------------------- the real parts
 
 
+def pipe_queued(stream) -> int:
+    """Bytes written into a pipe that its reader has not taken yet (Linux FIONREAD, either end)."""
+    raw = fcntl.ioctl(stream.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    return int(struct.unpack("i", raw)[0])
+
+
 class Player(threading.Thread):
-    """Feeds the looped program into the sink with pacat at the wall clock's pace.
+    """Feeds the looped program into the sink with pacat at the wall clock's pace, like a room.
 
     Program position = (now - t0) * rate, whatever happens: when pacat dies (server killed, sink
     gone) it is restarted and carries on from where the clock says, so audio during an outage is
-    lost, as a real room's would be, and the program clock stays on the wall clock.
+    lost, as a real room's would be. Audio queued for pacat is bounded by ``MAX_QUEUE_S``: a fresh
+    pacat takes about 1.5 s to connect before it reads its stdin, and with an unbounded pipe the
+    whole connection time stayed queued for the rest of the run (measured: a steady 1.6-1.9 s
+    delay after every restart, where the first stream had 0.1 s). What does not fit is dropped
+    and recorded in ``dropped``, as audio the room played while nobody could hear it.
+
+    ``trace`` records, every ``TRACE_EVERY_S``, (wall time, samples written, samples still queued
+    in the pipe), so a live detection is scored against the program position actually delivered
+    at its time (``delivered_at``) instead of one delay guessed per stretch between faults.
     """
 
     LEAD_S = 0.2
+    MAX_QUEUE_S = 0.4
+    TRACE_EVERY_S = 0.5
 
     def __init__(self, audio: np.ndarray, env: dict[str, str], sink: str) -> None:
         super().__init__(name="chaos-player", daemon=True)
@@ -582,7 +607,10 @@ class Player(threading.Thread):
         self.sink = sink
         self.t0 = 0.0
         self.stop_event = threading.Event()
-        self.restarts = 0
+        self.restarts = 0  # pacat processes that had played for a while and died (audio faults)
+        self.spawn_failures = 0  # pacat started while the server or sink was away and exited at once
+        self.trace: list[tuple[float, int, int]] = []
+        self.dropped: list[tuple[int, int]] = []  # (first program sample, samples) never delivered
         self.started = threading.Event()
 
     def _spawn(self) -> subprocess.Popen:
@@ -603,24 +631,51 @@ class Player(threading.Thread):
             env=self.env,
         )
 
+    def _drop(self, first: int, count: int) -> None:
+        if self.dropped and sum(self.dropped[-1]) == first:
+            self.dropped[-1] = (self.dropped[-1][0], self.dropped[-1][1] + count)
+        else:
+            self.dropped.append((first, count))
+
     def run(self) -> None:
         size = self.audio.size
+        max_queue = int(self.MAX_QUEUE_S * RATE)
         proc = self._spawn()
-        self.t0 = time.time()
+        spawned = self.t0 = time.time()
         self.started.set()
         pos = 0
+        next_trace = 0.0
         while not self.stop_event.is_set():
-            target = int((time.time() - self.t0 + self.LEAD_S) * RATE)
+            now = time.time()
+            target = int((now - self.t0 + self.LEAD_S) * RATE)
             if proc.poll() is not None:
+                if now - spawned > 1.0:
+                    self.restarts += 1
+                else:
+                    self.spawn_failures += 1
                 time.sleep(0.2)
                 proc = self._spawn()
-                self.restarts += 1
-                pos = int((time.time() - self.t0) * RATE)  # what the outage swallowed is gone
+                spawned = time.time()
+                resume = int((spawned - self.t0) * RATE)  # what the outage swallowed is gone
+                if resume > pos:
+                    self._drop(pos, resume - pos)
+                    pos = resume
                 continue
+            assert proc.stdin is not None
+            try:
+                queued = pipe_queued(proc.stdin) // 2
+            except OSError:
+                queued = 0
+            if now >= next_trace:
+                self.trace.append((now, pos, queued))
+                next_trace = now + self.TRACE_EVERY_S
+            room = max(0, max_queue - queued)
+            if target - pos > room:  # pacat is not reading (connecting, stalled): drop the excess
+                self._drop(pos, target - pos - room)
+                pos = target - room
             if target > pos:
                 idx = np.arange(pos, target) % size
                 try:
-                    assert proc.stdin is not None
                     proc.stdin.write(self.audio[idx].tobytes())
                     proc.stdin.flush()
                 except (BrokenPipeError, OSError):
@@ -1010,6 +1065,23 @@ def epoch_shift(
     return shifted, delays
 
 
+def delivered_at(trace: Sequence[Sequence[float]], t0: float, times: Sequence[float]) -> list[float]:
+    """Program seconds (from the start of playing, not wrapped) that the player had delivered to
+    pacat at each wall time in ``times``, from its ``trace`` of (wall time, samples written,
+    samples still queued): written minus queued at the last trace point before, plus the real
+    time elapsed since (pacat plays at real pace). Before the first point: the wall clock."""
+    stamps = np.asarray([row[0] for row in trace], dtype=float)
+    out = []
+    for t in times:
+        i = int(np.searchsorted(stamps, t, side="right")) - 1
+        if i < 0:
+            out.append(t - t0)
+            continue
+        stamp, written, queued = trace[i]
+        out.append((written - queued) / RATE + (t - stamp))
+    return out
+
+
 def on_program_clock(
     intervals: Sequence[tuple[float, float]], kinds: Sequence[str], delays: Sequence[float]
 ) -> list[tuple[float, float]]:
@@ -1173,6 +1245,9 @@ def run(seconds: float, seed: int, work: Path, model: Path) -> dict:
         "restarts": restarts,
         "exit_code": exit_code,
         "player_restarts": player.restarts,
+        "player_spawn_failures": player.spawn_failures,
+        "player_trace": player.trace,
+        "player_dropped": player.dropped,
         "run_dir": str(run_dir),
         "model": str(model),
         "program": {
@@ -1249,9 +1324,20 @@ def analyse(raw: dict) -> dict:
     audio_ends = [
         e for (s_, e), f in zip(intervals, applied, strict=True) if FAULT_GROUP[f["kind"]] == "audio"
     ]
-    shifted, delays = epoch_shift(rel, [t for t, hit in expected if hit], audio_ends)
-    faults_program = on_program_clock(intervals, [f["kind"] for f in applied], delays)
-    result = score(expected, windows, shifted, faults_program)
+    offline_expected = [t for t, hit in expected if hit]
+    trace = raw.get("player_trace")
+    lost = [(a / RATE, (a + n) / RATE) for a, n in raw.get("player_dropped", [])]
+    if trace:  # the player recorded what it delivered: score each detection against that
+        heard = delivered_at(trace, t0, detections_wall)
+        latency = estimate_latency(heard, offline_expected)  # sink -> capture -> detector, one number
+        shifted = [p - latency for p in heard]
+        delays = [latency]
+        starts = delivered_at(trace, t0, [f["start"] for f in applied])
+        faults_program = [(s, e) for s, (_, e) in zip(starts, intervals, strict=True)]
+    else:  # runs recorded before the trace existed: one delay per stretch between audio faults
+        shifted, delays = epoch_shift(rel, offline_expected, audio_ends)
+        faults_program = on_program_clock(intervals, [f["kind"] for f in applied], delays)
+    result = score(expected, windows, shifted, faults_program, lost=lost)
 
     notify = raw["notify"]
     pings = [t for t, m in notify if m.get("WATCHDOG") == "1"]
@@ -1297,6 +1383,10 @@ def analyse(raw: dict) -> dict:
         # where to look first when a keyword is missed outside faults: the run second (program
         # second = run second mod program_s) and whether capture reported losing audio
         "missed_outside_at": result["missed_outside_at"],
+        # keywords outside faults the player could not deliver (pacat not reading): not daemon misses
+        "lost_by_player": result["lost_by_player"],
+        "player_dropped_s": round(sum(n for _, n in raw.get("player_dropped", [])) / RATE, 2),
+        "player_queue_max_s": round(max((q for *_, q in raw.get("player_trace", [])), default=0) / RATE, 3),
         "audio_loss_warnings": sum(
             "audio overrun" in line or "audio input overflow" in line for line in stderr_all
         ),
@@ -1306,6 +1396,7 @@ def analyse(raw: dict) -> dict:
         "live_detections": len(detections_wall),
         "stdout_lines": len(stdout_times),
         "player_restarts": raw["player_restarts"],
+        "player_spawn_failures": raw.get("player_spawn_failures"),
         "daemon_exit_code": raw["exit_code"],
         "tracebacks": sum("Traceback" in line for line in stderr_all),
         "program_s": program_s,
@@ -1344,6 +1435,7 @@ def table(summary: dict, details: dict) -> str:
             f"<= detect's misses ({details['detect_missed']} of {details['utterances_played']})",
         ),
         ("missed during faults", summary["missed_during_faults"], "(reported)"),
+        ("lost by the player", details.get("lost_by_player", "-"), "(harness: never delivered)"),
         ("false accepts", summary["false_accepts"], "(reported)"),
         ("MQTT lost (QoS 1)", f"{summary['mqtt_lost']} of {summary['mqtt_published']}", "0"),
         ("RSS growth", f"{rss_growth:.1f} MB" if rss_growth is not None else "-", "< 5 MB / 2 h"),

@@ -7,6 +7,7 @@ what it reports is computed right, in milliseconds.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from datetime import datetime
 
@@ -105,7 +106,25 @@ def test_score_counts_hits_misses_inside_and_outside_faults_and_false_accepts() 
         "false_accepts": 2,  # 59.9 and 150
         "false_accepts_during_faults": 0,
         "missed_outside_at": [30.0, 90.0],
+        "lost_by_player": 0,
     }
+
+
+def test_score_keeps_keywords_the_player_never_delivered_apart_from_daemon_misses() -> None:
+    expected = [(10.0, True), (30.0, True), (50.0, True)]
+    windows = [(t - 1.0, t + 1.5) for t, _ in expected]
+    lost = [(29.5, 29.8), (9.0, 9.5)]  # 30's audio partly dropped; 10's too, but it was still heard
+    result = score(expected, windows, [10.1], [], lost=lost)
+    assert (result["detected"], result["lost_by_player"]) == (1, 1)
+    assert result["missed_outside_faults"] == 1 and result["missed_outside_at"] == [50.0]
+
+
+def test_delivered_at_follows_the_players_trace_of_written_and_queued_audio() -> None:
+    t0 = 1000.0
+    # written 10 s by 10 s with nothing queued; at 20 s, 18 s written and 2 s still queued
+    trace = [(t0 + 10.0, 10 * RATE, 0), (t0 + 20.0, 18 * RATE, 2 * RATE)]
+    heard = chaos.delivered_at(trace, t0, [t0 + 5.0, t0 + 10.25, t0 + 20.5])
+    assert heard == pytest.approx([5.0, 10.25, 16.5])
 
 
 def test_score_matches_each_detection_once_and_respects_the_tolerance() -> None:
@@ -246,6 +265,66 @@ def test_analyse_turns_a_raw_record_into_the_issue_fields() -> None:
     assert (summary["hook_runs"], summary["hook_skipped"]) == (2, 1)
     assert details["playback_delay_s"] == [pytest.approx(0.3, abs=0.01)]
     assert "crashes" in chaos.table(summary, details)
+
+
+def test_analyse_scores_against_the_players_trace_when_it_has_one() -> None:
+    """From 80 s on the player reports 3 s of audio queued: the detection of "c" comes 3 s late on
+    the wall clock and still matches; one delay for the whole run would put it (or "a") outside
+    the tolerance. A keyword whose audio the player dropped is reported apart, not as a miss."""
+    raw = _raw()
+    t0 = raw["t0"]
+    live = [10.8, 103.8]
+    raw["stdout_lines"] = [(t0 + t + 0.01, json.dumps({"wall_time": _iso(t0 + t)})) for t in live]
+    raw["hook_log"] = "".join(f"{t0 + t + 0.02} " + json.dumps({"time": _iso(t0 + t)}) + "\n" for t in live)
+    raw["mqtt"] = []
+    raw["player_trace"] = [(t0 + t, t * RATE, 0) for t in range(0, 80)] + [
+        (t0 + t, t * RATE, 3 * RATE) for t in range(80, 300)
+    ]
+    raw["player_dropped"] = [(158 * RATE, 3 * RATE)]  # "a" of the second play (159-160 s)
+    summary, details = chaos.analyse(raw).values()
+    assert summary["detected"] == 2
+    assert summary["missed_outside_faults"] == 2 and details["lost_by_player"] == 1
+    assert details["playback_delay_s"] == [pytest.approx(0.3, abs=0.01)]
+    assert details["player_dropped_s"] == 3.0 and details["player_queue_max_s"] == 3.0
+    without = _raw()
+    without.update({k: raw[k] for k in ("stdout_lines", "hook_log", "mqtt")})
+    assert chaos.analyse(without)["summary"]["detected"] < 2
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds")
+
+
+def test_player_keeps_its_pacat_queue_bounded_across_a_sound_server_restart() -> None:
+    """Real pacat into a real PulseAudio null sink, the server killed and restarted: a fresh pacat
+    takes about 1.5 s to read its stdin, and an unbounded queue kept that as a lasting delay."""
+    from tests.virtual_mic import VirtualMicUnavailable, start_virtual_mic
+
+    try:
+        mic = start_virtual_mic("vmic", RATE, 1)
+    except VirtualMicUnavailable as exc:
+        pytest.skip(str(exc))
+    audio = (np.random.default_rng(0).standard_normal(20 * RATE) * 1000).astype(np.int16)
+    player = chaos.Player(audio, mic.env, mic.sink)
+    try:
+        player.start()
+        player.started.wait(10)
+        time.sleep(4.0)
+        mic.kill()
+        time.sleep(2.0)
+        mic.restart()
+        time.sleep(5.0)
+    finally:
+        player.stop_event.set()
+        player.join(5)
+        mic.stop()
+    assert player.restarts == 1
+    assert player.dropped, "the outage's audio is recorded as dropped"
+    queued = [q for *_, q in player.trace]
+    assert max(queued) <= chaos.Player.MAX_QUEUE_S * RATE
+    t, written, q = player.trace[-1]
+    lag = (t - player.t0) - (written - q) / RATE  # wall clock minus what pacat has taken
+    assert lag < chaos.Player.MAX_QUEUE_S + 0.1
 
 
 def test_audio_faults_start_one_playback_delay_earlier_on_the_program_clock() -> None:
