@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -136,11 +137,17 @@ class Subscriber:
         )
         if auth is not None:
             self.client.username_pw_set(*auth)
+        self.subscribed = threading.Event()
         self.client.on_connect = lambda c, *_: c.subscribe(f"{PREFIX}/#", qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        # Only once the broker has acknowledged the subscription is a message sent now seen: on a
+        # loaded machine a publisher could otherwise connect and publish first, and the test
+        # would wait for a message the broker never routed to us.
+        assert self.subscribed.wait(GUARD_S), "the test subscriber never got its SUBACK"
 
     def next_any(self) -> paho.MQTTMessage:
         return self.messages.get(timeout=GUARD_S)
@@ -197,10 +204,13 @@ def test_default_topic_prefix_is_wakeword_slash_hostname(broker):
     host = "test-host-1"
     sub = paho.Client(CallbackAPIVersion.VERSION2)
     got: queue.Queue[paho.MQTTMessage] = queue.Queue()
+    subscribed = threading.Event()
     sub.on_message = lambda _c, _u, msg: got.put(msg)
+    sub.on_subscribe = lambda *_: subscribed.set()
     sub.connect("127.0.0.1", broker.port)
     sub.subscribe(f"wakeword/{host}/#", qos=1)
     sub.loop_start()
+    assert subscribed.wait(GUARD_S)  # the detection is not retained: subscribe before it is sent
     publisher = MqttPublisher(settings(broker.port, topic_prefix=None), hostname=host)
     try:
         publisher.handle(detection())
