@@ -632,7 +632,9 @@ class Player(threading.Thread):
         )
 
     def _drop(self, first: int, count: int) -> None:
-        if self.dropped and sum(self.dropped[-1]) == first:
+        """Record ``count`` samples from ``first`` as never delivered, extending the last stretch
+        when this one follows it directly."""
+        if self.dropped and self.dropped[-1][0] + self.dropped[-1][1] == first:
             self.dropped[-1] = (self.dropped[-1][0], self.dropped[-1][1] + count)
         else:
             self.dropped.append((first, count))
@@ -1320,13 +1322,10 @@ def analyse(raw: dict) -> dict:
     utterances = [Utterance(**u) for u in raw["program"]["utterances"]]
     program_s = float(raw["program"]["seconds"])
     expected, windows = _unroll(utterances, program_s, raw["program"]["offline"], seconds, UTTERANCE_AFTER_S)
-    rel = [d - t0 for d in detections_wall]
-    audio_ends = [
-        e for (s_, e), f in zip(intervals, applied, strict=True) if FAULT_GROUP[f["kind"]] == "audio"
-    ]
     offline_expected = [t for t, hit in expected if hit]
     trace = raw.get("player_trace")
-    lost = [(a / RATE, (a + n) / RATE) for a, n in raw.get("player_dropped", [])]
+    dropped = raw.get("player_dropped", [])
+    lost = [(a / RATE, (a + n) / RATE) for a, n in dropped]
     if trace:  # the player recorded what it delivered: score each detection against that
         heard = delivered_at(trace, t0, detections_wall)
         latency = estimate_latency(heard, offline_expected)  # sink -> capture -> detector, one number
@@ -1335,6 +1334,10 @@ def analyse(raw: dict) -> dict:
         starts = delivered_at(trace, t0, [f["start"] for f in applied])
         faults_program = [(s, e) for s, (_, e) in zip(starts, intervals, strict=True)]
     else:  # runs recorded before the trace existed: one delay per stretch between audio faults
+        rel = [d - t0 for d in detections_wall]
+        audio_ends = [
+            e for (_, e), f in zip(intervals, applied, strict=True) if FAULT_GROUP[f["kind"]] == "audio"
+        ]
         shifted, delays = epoch_shift(rel, offline_expected, audio_ends)
         faults_program = on_program_clock(intervals, [f["kind"] for f in applied], delays)
     result = score(expected, windows, shifted, faults_program, lost=lost)
@@ -1385,8 +1388,8 @@ def analyse(raw: dict) -> dict:
         "missed_outside_at": result["missed_outside_at"],
         # keywords outside faults the player could not deliver (pacat not reading): not daemon misses
         "lost_by_player": result["lost_by_player"],
-        "player_dropped_s": round(sum(n for _, n in raw.get("player_dropped", [])) / RATE, 2),
-        "player_queue_max_s": round(max((q for *_, q in raw.get("player_trace", [])), default=0) / RATE, 3),
+        "player_dropped_s": round(sum(n for _, n in dropped) / RATE, 2),
+        "player_queue_max_s": round(max((q for *_, q in trace or []), default=0) / RATE, 3),
         "audio_loss_warnings": sum(
             "audio overrun" in line or "audio input overflow" in line for line in stderr_all
         ),
@@ -1435,7 +1438,7 @@ def table(summary: dict, details: dict) -> str:
             f"<= detect's misses ({details['detect_missed']} of {details['utterances_played']})",
         ),
         ("missed during faults", summary["missed_during_faults"], "(reported)"),
-        ("lost by the player", details.get("lost_by_player", "-"), "(harness: never delivered)"),
+        ("lost by the player", details["lost_by_player"], "(harness: never delivered)"),
         ("false accepts", summary["false_accepts"], "(reported)"),
         ("MQTT lost (QoS 1)", f"{summary['mqtt_lost']} of {summary['mqtt_published']}", "0"),
         ("RSS growth", f"{rss_growth:.1f} MB" if rss_growth is not None else "-", "< 5 MB / 2 h"),
