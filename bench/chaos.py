@@ -1281,12 +1281,17 @@ def replay_heard(run_dir: Path, model: str | None) -> dict | None:
     if model is None or not heard.exists():
         return None
     from wakeword.audio import read_audio_file
+    from wakeword.errors import WakewordError
 
     try:
         audio = read_audio_file(heard)
     except Exception as exc:  # a run killed mid-write leaves a truncated header
         return {"error": f"{heard}: {exc}"}
-    return {"seconds": round(audio.size / RATE, 1), "detections": len(offline_detections(audio, Path(model)))}
+    try:
+        detections = offline_detections(audio, Path(model))
+    except WakewordError as exc:  # re-scoring after the run's model file moved (e.g. its worktree is gone)
+        return {"error": str(exc)}
+    return {"seconds": round(audio.size / RATE, 1), "detections": len(detections)}
 
 
 def analyse(raw: dict) -> dict:

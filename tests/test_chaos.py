@@ -344,5 +344,7 @@ def test_replay_heard_runs_detect_on_the_daemons_dump(loud_model_path, tmp_path)
     bursts_clip(tmp_path / chaos.HEARD_WAV, [0.5, 2.1], 3.3)
     assert chaos.replay_heard(tmp_path, None) is None
     assert chaos.replay_heard(tmp_path, str(loud_model_path)) == {"seconds": 3.3, "detections": 2}
+    gone = chaos.replay_heard(tmp_path, str(tmp_path / "moved.onnx"))  # --analyse after the model moved
+    assert gone is not None and "model file not found" in gone["error"]
     (tmp_path / chaos.HEARD_WAV).write_bytes(b"RIFF")  # killed mid-write
     assert "error" in chaos.replay_heard(tmp_path, str(loud_model_path))
