@@ -1084,6 +1084,32 @@ def delivered_at(trace: Sequence[Sequence[float]], t0: float, times: Sequence[fl
     return out
 
 
+def stream_to_wall(
+    pairs: Sequence[tuple[float, float]], times: Sequence[float], same_s: float = 0.05
+) -> list[float]:
+    """Wall times for detections known only on the daemon's stream clock (the replay of its dump).
+
+    ``pairs`` are the live detections' (stream time, wall time). The two clocks differ by a
+    constant that steps only where capture lost audio, so each time takes the wall time of a live
+    detection at the same stream time (within ``same_s``), else the offset of the nearest live
+    detection on the stream clock. No pairs: the stream clock is taken as the wall clock."""
+    if not pairs:
+        return list(times)
+    ordered = sorted(pairs)
+    streams = np.asarray([p[0] for p in ordered], dtype=float)
+    out = []
+    for t in times:
+        i = int(np.argmin(np.abs(streams - t)))
+        stream, wall = ordered[i]
+        out.append(wall if abs(stream - t) <= same_s else wall + (t - stream))
+    return out
+
+
+def unmatched(a: Sequence[float], b: Sequence[float], within_s: float = 0.05) -> list[float]:
+    """Times in ``a`` with none in ``b`` within ``within_s`` (same clock)."""
+    return [round(t, 3) for t in a if not any(abs(t - u) <= within_s for u in b)]
+
+
 def on_program_clock(
     intervals: Sequence[tuple[float, float]], kinds: Sequence[str], delays: Sequence[float]
 ) -> list[tuple[float, float]]:
@@ -1273,25 +1299,37 @@ def run(seconds: float, seed: int, work: Path, model: Path) -> dict:
 def replay_heard(run_dir: Path, model: str | None) -> dict | None:
     """`wakeword detect` on what the daemon heard (its --dump-audio WAV, zeros where audio was lost).
 
-    Tells a live miss's cause apart: if the replay finds no more detections than the daemon made,
-    the keyword never reached the detector intact (lost or mangled in capture); if it finds more,
-    the live detector itself diverged from the file path. None when there is no dump (older runs).
+    This is the issue's yardstick, "what `wakeword detect` misses on the same utterances": the
+    samples the daemon heard, at the sample phase they arrived in (a keyword's score can swing
+    across the threshold with the 10 ms hop's phase, so the program replayed at phase 0 is not the
+    same input). ``times`` are the replay's detections on the daemon's stream clock, where live
+    detections report theirs too. None when there is no dump (older runs).
     """
     heard = run_dir / HEARD_WAV
     if model is None or not heard.exists():
         return None
-    from wakeword.audio import read_audio_file
+    import soundfile as sf
+
+    from wakeword.dump import read_restarts
+    from wakeword.engine import Detector, detect_file
     from wakeword.errors import WakewordError
 
     try:
-        audio = read_audio_file(heard)
-    except Exception as exc:  # a run killed mid-write leaves a truncated header
-        return {"error": f"{heard}: {exc}"}
-    try:
-        detections = offline_detections(audio, Path(model))
+        detector = Detector([Path(model)])
     except WakewordError as exc:  # re-scoring after the run's model file moved (e.g. its worktree is gone)
         return {"error": str(exc)}
-    return {"seconds": round(audio.size / RATE, 1), "detections": len(detections)}
+    try:  # with the live detector's restarts noted beside the dump, as `wakeword detect` replays it
+        detections = [d.time_s for d in detect_file(heard, detector)]
+        seconds = sf.info(str(heard)).duration
+        restarts = len(read_restarts(heard))
+    except Exception as exc:  # a run killed mid-write leaves a truncated header
+        return {"error": f"{heard}: {exc}"}
+    return {
+        "seconds": round(seconds, 1),
+        "detections": len(detections),
+        "restarts": restarts,
+        "times": detections,
+    }
 
 
 def analyse(raw: dict) -> dict:
@@ -1299,16 +1337,23 @@ def analyse(raw: dict) -> dict:
     seconds, t0 = float(raw["seconds"]), float(raw["t0"])
     stderr = [(float(t), str(line)) for t, line in raw["stderr_lines"]]
     stdout_times = []
+    stream_wall: dict[float, float] = {}  # live detections' stream time -> wall time
     for _, line in raw["stdout_lines"]:
         with contextlib.suppress(ValueError, KeyError, TypeError):
-            stdout_times.append(_iso(json.loads(line)["wall_time"]))
+            record = json.loads(line)
+            stdout_times.append(_iso(record["wall_time"]))
+            stream_wall[round(float(record["time"]), 3)] = stdout_times[-1]
     hook_runs: list[float] = []
     hook_event_times: list[float] = []
     for line in raw["hook_log"].splitlines():
         stamp, _, event = line.partition(" ")
         with contextlib.suppress(ValueError, KeyError):
             hook_runs.append(float(stamp))
-            hook_event_times.append(_iso(json.loads(event)["time"]))
+            record = json.loads(event)
+            hook_event_times.append(_iso(record["time"]))
+            if "stream_time_s" in record:
+                stream_wall.setdefault(round(float(record["stream_time_s"]), 3), hook_event_times[-1])
+    live_pairs = sorted(stream_wall.items())
     mqtt_times = []
     for _, topic, payload in raw["mqtt"]:
         if topic.endswith("/detection"):
@@ -1331,21 +1376,43 @@ def analyse(raw: dict) -> dict:
     trace = raw.get("player_trace")
     dropped = raw.get("player_dropped", [])
     lost = [(a / RATE, (a + n) / RATE) for a, n in dropped]
+    kinds = [f["kind"] for f in applied]
+    audio_ends = [e for (_, e), kind in zip(intervals, kinds, strict=True) if FAULT_GROUP[kind] == "audio"]
     if trace:  # the player recorded what it delivered: score each detection against that
         heard = delivered_at(trace, t0, detections_wall)
         latency = estimate_latency(heard, offline_expected)  # sink -> capture -> detector, one number
         shifted = [p - latency for p in heard]
         delays = [latency]
         starts = delivered_at(trace, t0, [f["start"] for f in applied])
-        faults_program = [(s, e) for s, (_, e) in zip(starts, intervals, strict=True)]
+        # A keyword fires `latency` after its audio was delivered: one still in that pipe (sink
+        # buffer, capture, the model's patience frames) when a fault began is the fault's too.
+        lead = max(0.0, latency)
+        faults_program = [(s - lead, e) for s, (_, e) in zip(starts, intervals, strict=True)]
     else:  # runs recorded before the trace existed: one delay per stretch between audio faults
-        rel = [d - t0 for d in detections_wall]
-        audio_ends = [
-            e for (_, e), f in zip(intervals, applied, strict=True) if FAULT_GROUP[f["kind"]] == "audio"
-        ]
-        shifted, delays = epoch_shift(rel, offline_expected, audio_ends)
-        faults_program = on_program_clock(intervals, [f["kind"] for f in applied], delays)
+        shifted, delays = epoch_shift([d - t0 for d in detections_wall], offline_expected, audio_ends)
+        faults_program = on_program_clock(intervals, kinds, delays)
     result = score(expected, windows, shifted, faults_program, lost=lost)
+
+    # The yardstick: `wakeword detect` on the very samples the daemon heard, scored the same way.
+    replay = replay_heard(Path(raw["run_dir"]), raw.get("model"))
+    file_path = None
+    if replay is not None and "times" in replay:
+        replay_times = replay.pop("times")
+        replay_wall = stream_to_wall(live_pairs, replay_times)
+        if trace:
+            replay_shifted = [p - delays[0] for p in delivered_at(trace, t0, replay_wall)]
+        else:
+            replay_shifted, _ = epoch_shift([w - t0 for w in replay_wall], offline_expected, audio_ends)
+        on_file = score(expected, windows, replay_shifted, faults_program, lost=lost)
+        live_stream = [stream for stream, _ in live_pairs]
+        file_path = {
+            "detections": len(replay_times),
+            "missed_outside_faults": on_file["missed_outside_faults"],
+            "missed_outside_at": on_file["missed_outside_at"],
+            # on the daemon's stream clock: the live detector against the file path, sample for sample
+            "live_not_file_s": unmatched(live_stream, replay_times),
+            "file_not_live_s": unmatched(replay_times, live_stream),
+        }
 
     notify = raw["notify"]
     pings = [t for t, m in notify if m.get("WATCHDOG") == "1"]
@@ -1421,7 +1488,9 @@ def analyse(raw: dict) -> dict:
         "schedule": raw["schedule"],
         "warnings": [line for line in stderr_all if "WARNING" in line or "ERROR" in line][:80],
         "run_dir": raw["run_dir"],
-        "heard_replay": replay_heard(Path(raw["run_dir"]), raw.get("model")),
+        "heard_replay": replay,
+        # `wakeword detect` on the heard audio, scored like the live run (None without a dump)
+        "file_path": file_path,
     }
     return {"summary": out, "details": details}
 
@@ -1440,7 +1509,9 @@ def table(summary: dict, details: dict) -> str:
         (
             "missed outside faults",
             f"{summary['missed_outside_faults']} of {summary['expected_detections']}",
-            f"<= detect's misses ({details['detect_missed']} of {details['utterances_played']})",
+            f"<= detect on the heard audio ({details['file_path']['missed_outside_faults']})"
+            if details.get("file_path")
+            else f"<= detect's misses ({details['detect_missed']} of {details['utterances_played']})",
         ),
         ("missed during faults", summary["missed_during_faults"], "(reported)"),
         ("lost by the player", details["lost_by_player"], "(harness: never delivered)"),
@@ -1460,20 +1531,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=7200.0, help="run length (>= 300)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models/espresso.onnx")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="model to run (default models/espresso.onnx); with --analyse, the model to replay the "
+        "heard audio with instead of the run's (e.g. when the run's worktree is gone)",
+    )
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "wakeword-chaos")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--analyse", type=Path, metavar="RAW_JSON", help="only re-score a run's raw.json")
     args = parser.parse_args(argv)
     if args.analyse:  # re-score a finished run (e.g. after a fix to the scoring)
-        result = analyse(json.loads(args.analyse.read_text()))
+        raw = json.loads(args.analyse.read_text())
+        if args.model is not None:
+            raw["model"] = str(args.model)
+        result = analyse(raw)
         args.seconds = result["summary"]["seconds"]
     else:
         if args.seconds < 300:
             parser.error("--seconds must be at least 300")
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
         args.work.mkdir(parents=True, exist_ok=True)
-        result = run(args.seconds, args.seed, args.work, args.model)
+        result = run(args.seconds, args.seed, args.work, args.model or REPO_ROOT / "models/espresso.onnx")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     seconds = int(args.seconds)
     (args.out_dir / f"chaos-{seconds}s.json").write_text(json.dumps(result, indent=1) + "\n")

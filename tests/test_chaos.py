@@ -343,8 +343,63 @@ def test_replay_heard_runs_detect_on_the_daemons_dump(loud_model_path, tmp_path)
     assert chaos.replay_heard(tmp_path, str(loud_model_path)) is None  # no dump: older runs
     bursts_clip(tmp_path / chaos.HEARD_WAV, [0.5, 2.1], 3.3)
     assert chaos.replay_heard(tmp_path, None) is None
-    assert chaos.replay_heard(tmp_path, str(loud_model_path)) == {"seconds": 3.3, "detections": 2}
+    replay = chaos.replay_heard(tmp_path, str(loud_model_path))
+    assert replay is not None and (replay["seconds"], replay["detections"], replay["restarts"]) == (3.3, 2, 0)
+    assert [0.5 < replay["times"][0] < 0.6, 2.1 < replay["times"][1] < 2.2] == [True, True]
     gone = chaos.replay_heard(tmp_path, str(tmp_path / "moved.onnx"))  # --analyse after the model moved
     assert gone is not None and "model file not found" in gone["error"]
     (tmp_path / chaos.HEARD_WAV).write_bytes(b"RIFF")  # killed mid-write
     assert "error" in chaos.replay_heard(tmp_path, str(loud_model_path))
+
+
+def test_analyse_counts_a_keyword_still_in_the_capture_pipe_at_an_audio_fault_as_during_it() -> None:
+    """The sound server dies 0.1 s after "b"'s offline detection time: its audio was delivered,
+    but the daemon, 0.3 s behind the player, had not yet heard the frames that fire on it."""
+    raw = _raw()
+    t0 = raw["t0"]
+    raw["player_trace"] = [(t0 + t, t * RATE, 0) for t in range(0, 300)]
+    raw["applied"] = [
+        {"kind": "pulse_restart", "start": t0 + 60.6, "end": t0 + 64.0, "recovery_s": None, "error": None,
+         "details": {}}
+    ]  # fmt: skip
+    summary = chaos.analyse(raw)["summary"]
+    assert summary["missed_during_faults"] == 1 and summary["missed_outside_faults"] == 3
+    raw["applied"][0].update(start=t0 + 61.0, end=t0 + 64.0)  # past the pipe: "b" was the daemon's to hear
+    summary = chaos.analyse(raw)["summary"]
+    assert summary["missed_during_faults"] == 0 and summary["missed_outside_faults"] == 4
+
+
+def test_stream_to_wall_and_unmatched() -> None:
+    pairs = [(10.0, 1000.0), (50.0, 1041.5)]  # 1.5 s of audio was lost between them
+    assert chaos.stream_to_wall(pairs, [10.02, 12.0, 49.0, 60.0]) == pytest.approx(
+        [1000.0, 1002.0, 1040.5, 1051.5]
+    )
+    assert chaos.stream_to_wall([], [3.0]) == [3.0]
+    assert chaos.unmatched([1.0, 2.0, 3.0], [1.01, 2.5]) == [2.0, 3.0]
+
+
+def test_analyse_scores_wakeword_detect_on_the_heard_audio_as_the_yardstick(
+    loud_model_path, tmp_path
+) -> None:
+    """The daemon's dump, replayed: it fires on a keyword the live run missed (so the live run
+    falls short of the yardstick by one), and its times line up with the live ones on the stream
+    clock."""
+    from tests.speech import bursts_clip
+    from wakeword.engine import Detector, detect_file
+
+    heard = bursts_clip(tmp_path / chaos.HEARD_WAV, [10.75, 100.75, 160.75], 300.0)
+    times = [d.time_s for d in detect_file(heard, Detector([loud_model_path]))]
+    assert len(times) == 3
+    raw = _raw()
+    t0 = raw["t0"]
+    live = times[:2]  # the daemon missed the third (160.75 s, outside any fault)
+    raw["stdout_lines"] = [(t0 + t + 0.01, json.dumps({"time": t, "wall_time": _iso(t0 + t)})) for t in live]
+    raw["hook_log"] = "".join(f"{t0 + t + 0.02} " + json.dumps({"time": _iso(t0 + t)}) + "\n" for t in live)
+    raw["player_trace"] = [(t0 + t, t * RATE, 0) for t in range(0, 300)]
+    raw.update(run_dir=str(tmp_path), model=str(loud_model_path))
+    summary, details = chaos.analyse(raw).values()
+    file_path = details["file_path"]
+    assert file_path["detections"] == 3
+    assert summary["missed_outside_faults"] == file_path["missed_outside_faults"] + 1
+    assert file_path["file_not_live_s"] == [round(times[2], 3)] and file_path["live_not_file_s"] == []
+    assert "detect on the heard audio" in chaos.table(summary, details)

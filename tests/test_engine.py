@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import wakeword
-from wakeword.engine import Detector, detect_chunks, detect_samples
+from wakeword.engine import Detector, Restart, detect_chunks, detect_samples
 from wakeword.errors import AudioError, ModelError
 from wakeword.features import FeatureConfig
 from wakeword.metadata import DetectorSettings
@@ -261,6 +261,37 @@ def test_detect_chunks_equals_detect_samples(loud_model_path: Path, bumps) -> No
     detector = Detector([loud_model_path])
     chunks = (audio[i : i + 320] for i in range(0, audio.size, 320))
     assert detect_chunks(chunks, detector) == detect_samples(audio, detector)
+
+
+@pytest.mark.parametrize("chunk", [321, 1280, 16000 * 10])
+def test_restarts_replay_a_stream_whose_detector_started_again_after_dropped_audio(
+    loud_model_path: Path, bumps, chunk: int
+) -> None:
+    """What `listen` does at a hole: the detector stops where audio was lost (no flush), skips it,
+    and starts afresh, its times on the stream clock. A replay with the restart must do the same,
+    whatever chunks the recording arrives in."""
+    audio, _ = bumps
+    restart = Restart(position=round(2.5 * SR) + 37, unheard=round(0.3 * SR) + 11)
+    detector = Detector([loud_model_path])
+    detector.reset()
+    expected = detector.process(audio[: restart.position - restart.unheard])
+    after = detect_samples(audio[restart.position :], detector)
+    expected += [replace(d, time_s=d.time_s + restart.position / SR) for d in after]
+    assert len(expected) == 2 and expected[1].frame < expected[0].frame  # frames count from the restart
+    chunks = (audio[i : i + chunk] for i in range(0, audio.size, chunk))
+    assert detect_chunks(chunks, detector, [restart]) == expected
+    assert detect_samples(audio, detector, restarts=[restart]) == expected
+    assert detect_samples(audio, detector) != expected
+
+
+def test_a_recording_that_ends_in_a_hole_flushes_nothing_from_before_it(loud_model_path: Path) -> None:
+    """The last burst's frames are still buffered below a model step when the audio is lost: live,
+    the restart dropped them, so the replay must not flush them into a detection."""
+    audio = np.concatenate([_silence(1.0), _loud(0.07, seed=4)])
+    detector = Detector([loud_model_path], frames_per_step=64)
+    assert len(detect_samples(audio, detector)) == 1  # found by the final flush
+    end = Restart(position=audio.size + 800, unheard=800)
+    assert detect_samples(audio, detector, restarts=[end]) == []
 
 
 def test_default_detector_without_a_shipped_model_says_make_model(

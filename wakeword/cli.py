@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dump-audio",
         metavar="FILE",
         help="debugging: write everything the detector hears to FILE (16 kHz WAV, zeros where audio was "
-        "dropped, sample n = stream time n/16000 s); replay it with `wakeword detect FILE`",
+        "dropped, sample n = stream time n/16000 s) and FILE.restarts (where the detector restarted after "
+        "dropped audio or a reload); `wakeword detect FILE` replays it with those restarts",
     )
     listen.add_argument(
         "--meter",
@@ -347,13 +348,14 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from wakeword.audio import open_audio_file
+    from wakeword.dump import read_restarts
     from wakeword.engine import Detector, detect_chunks
 
     detector = Detector.from_config(_load_config(args))
     failed: WakewordError | None = None
     for name in args.files:
-        try:
-            detections = detect_chunks(open_audio_file(name), detector)
+        try:  # a --dump-audio recording replays with the live detector's restarts noted beside it
+            detections = detect_chunks(open_audio_file(name), detector, read_restarts(name))
         except WakewordError as exc:
             _error(exc)
             failed = failed or exc

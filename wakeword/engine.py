@@ -226,8 +226,25 @@ class Detector:
         return {s.model.name: s.debouncer.last_score for s in self._streams}
 
 
+@dataclass(frozen=True)
+class Restart:
+    """Where a live detector started again (``listen`` after dropped audio or a reload).
+
+    ``position``: the sample (stream clock) that its frame 0 begins at; ``unheard``: samples just
+    before it that no detector heard (audio dropped). Replaying a ``--dump-audio`` recording with
+    its restarts reproduces the live detections exactly; without them, the replay's detector
+    would carry features and state across the hole and hear the zeros that stand in for it.
+    """
+
+    position: int
+    unheard: int = 0
+
+
 def detect_samples(
-    samples: np.ndarray, detector: Detector, chunk_s: float = OFFLINE_CHUNK_S
+    samples: np.ndarray,
+    detector: Detector,
+    chunk_s: float = OFFLINE_CHUNK_S,
+    restarts: Sequence[Restart] = (),
 ) -> list[Detection]:
     """Offline: reset, stream a whole clip through ``detector`` in big chunks, flush.
 
@@ -235,27 +252,59 @@ def detect_samples(
     bounds memory for long recordings.
     """
     samples = _as_mono(samples)
-    detector.reset()
     step = max(1, int(chunk_s * detector.sample_rate))
-    detections: list[Detection] = []
-    for start in range(0, samples.shape[0], step):
-        detections.extend(detector.process(samples[start : start + step]))
-    detections.extend(detector.flush())
-    return detections
+    chunks = (samples[start : start + step] for start in range(0, samples.shape[0], step))
+    return detect_chunks(chunks, detector, restarts)
 
 
-def detect_chunks(chunks: Iterable[np.ndarray], detector: Detector) -> list[Detection]:
-    """Offline: reset, push every chunk, flush (for sources that yield chunks)."""
+def detect_chunks(
+    chunks: Iterable[np.ndarray], detector: Detector, restarts: Sequence[Restart] = ()
+) -> list[Detection]:
+    """Offline: reset, push every chunk, flush (for sources that yield chunks).
+
+    At each of ``restarts`` the detector skips the unheard samples and starts again, as the live
+    loop did; detection times stay on the recording's clock (frames count from the restart).
+    """
     detector.reset()
+    pending = sorted(restarts, key=lambda r: r.position)
+    rate = detector.sample_rate
+    offset = 0  # sample the current detector started at
+    position = 0  # recording sample of the current chunk's start
     detections: list[Detection] = []
+
+    def on_clock(found: list[Detection]) -> list[Detection]:
+        return [replace(d, time_s=d.time_s + offset / rate) for d in found] if offset else found
+
     for chunk in chunks:
-        detections.extend(detector.process(chunk))
-    detections.extend(detector.flush())
+        chunk = _as_mono(chunk)
+        i, n = 0, chunk.shape[0]
+        while i < n:
+            here = position + i
+            nxt = pending[0] if pending else None
+            if nxt is not None and here >= nxt.position:
+                pending.pop(0)
+                detector.reset()
+                offset = nxt.position
+                continue
+            if nxt is not None and here >= nxt.position - nxt.unheard:
+                i = min(n, nxt.position - position)  # zeros standing in for dropped audio
+                continue
+            j = n if nxt is None else min(n, nxt.position - nxt.unheard - position)
+            detections.extend(on_clock(detector.process(chunk[i:j])))
+            i = j
+        position += n
+    if any(r.position - r.unheard <= position for r in pending):
+        detector.reset()  # the recording ends in a hole (or at a restart): nothing left to flush
+    detections.extend(on_clock(detector.flush()))
     return detections
 
 
 def detect_file(path: str | Path, detector: Detector) -> list[Detection]:
-    """Offline detection on an audio file (any format/rate soundfile reads): what ``wakeword detect`` runs."""
-    from wakeword.audio import read_audio_file  # the I/O module; imported here to keep engine light
+    """Offline detection on an audio file (any format/rate soundfile reads): what ``wakeword detect`` runs.
 
-    return detect_samples(read_audio_file(Path(path)), detector)
+    A ``listen --dump-audio`` recording is replayed with the restarts noted beside it.
+    """
+    from wakeword.audio import read_audio_file  # the I/O modules; imported here to keep engine light
+    from wakeword.dump import read_restarts
+
+    return detect_samples(read_audio_file(Path(path)), detector, restarts=read_restarts(path))
