@@ -309,3 +309,18 @@ def test_default_detector_loads_the_shipped_model(
     detector = Detector()
     assert detector.wake_words == ["espresso"]
     assert detect_samples(_silence(2.0), detector) == []
+
+
+def test_runs_like_compares_model_content_and_settings(
+    loud_model_path: Path, tiny_model_path: Path, tmp_path: Path
+) -> None:
+    """What a reload uses to keep the running detector: the same bytes, settings and step."""
+    copy = tmp_path / "model.onnx"
+    copy.write_bytes(loud_model_path.read_bytes())
+    running = Detector([loud_model_path])
+    assert running.runs_like(Detector([copy]))  # the same model at another path
+    assert not running.runs_like(Detector([loud_model_path], threshold=0.6))
+    assert not running.runs_like(Detector([loud_model_path], frames_per_step=3))
+    assert not running.runs_like(Detector([loud_model_path, tiny_model_path]))
+    copy.write_bytes(tiny_model_path.read_bytes())  # retrained in place
+    assert not running.runs_like(Detector([copy]))

@@ -215,6 +215,47 @@ def test_sighup_swaps_models_without_dropping_audio(
     assert final.overruns == 0
 
 
+@pytest.mark.parametrize("changed", [False, True])
+def test_a_reload_keeps_the_running_detector_unless_its_models_or_settings_change(
+    loud_model_path: Path, tmp_path: Path, changed: bool
+) -> None:
+    """A real SIGHUP 0.3 s in; the burst comes at 2.0 s. With the same models and settings (say only
+    a hook changed) the detector and its state carry on, so its frames still count from the
+    stream's start and a word spoken across the reload is heard whole; a new threshold starts a
+    new detector at the reload (noted in the --dump-audio restarts, whose replay equals live)."""
+    from wakeword.dump import AudioDump, read_restarts
+
+    clip = bursts_clip(tmp_path / "clip.wav", [2.0], 3.0)
+    dump = tmp_path / "heard.wav"
+    lifecycle = RecordingLifecycle()
+    seen = []
+    before = make_config(loud_model_path)
+    after = Config(models=(ModelEntry(loud_model_path, threshold=0.6 if changed else None),))
+    helper = _after_ready(lifecycle, lambda: os.kill(os.getpid(), signal.SIGHUP))
+    code = run_listen(
+        before,
+        lifecycle=lifecycle,
+        on_detection=seen.append,
+        reload_config=lambda: after,
+        source=FileSource(clip, realtime=True),
+        taps=[AudioDump(dump)],
+    )
+    helper.join()
+    assert code == 0 and lifecycle.order == ["ready", "reloading", "reloaded", "stopping"]
+    offline = detect_file(clip, Detector([loud_model_path]))
+    assert len(seen) == 1 and len(offline) == 1
+    assert seen[0].time_s == pytest.approx(offline[0].time_s, abs=0.011)
+    restarts = read_restarts(dump)
+    if changed:
+        assert len(restarts) == 1 and restarts[0].unheard == 0
+        assert seen[0].frame < offline[0].frame  # counted from the reload
+        replay = detect_file(dump, Detector([loud_model_path]))
+        assert [(d.frame, d.time_s) for d in replay] == [(d.frame, d.time_s) for d in seen]
+    else:
+        assert restarts == []
+        assert (seen[0].frame, seen[0].time_s) == (offline[0].frame, offline[0].time_s)
+
+
 def test_failed_reload_keeps_the_old_pipeline(
     loud_model_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

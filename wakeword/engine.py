@@ -187,6 +187,15 @@ class Detector:
         """Each wake word's debouncer (settings, frame times, per-frame score sink), for clips and meters."""
         return {s.model.name: s.debouncer for s in self._streams}
 
+    def runs_like(self, other: Detector) -> bool:
+        """Same model files (by content), settings and steps, in the same order: the two would give
+        the same detections on the same stream, so a reload may keep the running one and its state."""
+
+        def identity(detector: Detector) -> list[tuple]:
+            return [(s.model.digest, s.debouncer.settings, s.frames_per_step) for s in detector._streams]
+
+        return all(s.model.digest for s in self._streams) and identity(self) == identity(other)
+
     @property
     def feature_streams(self) -> int:
         """How many distinct front ends run (models with the same front-end config share one)."""

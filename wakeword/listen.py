@@ -374,13 +374,21 @@ class _Loop:
             log.warning("audio settings changed; they take effect at the next restart")
         old = self.pipeline
         old.hand_over(pipeline)
+        kept = pipeline.detector.runs_like(old.detector)
+        if kept:  # e.g. only hooks or MQTT changed: a word spoken across the reload is still heard
+            pipeline.detector = old.detector
         self.config, self.pipeline = config, pipeline
-        self.offset_s = self.position_s
-        self._attach()
+        if not kept:
+            self.offset_s = self.position_s
+            self._attach()
         # Old hooks may still be running: let them finish off this thread, audio keeps flowing.
         threading.Thread(target=old.close, name="wakeword-close-old", daemon=True).start()
         words = pipeline.detector.wake_words
-        log.info("reloaded: listening for %s", ", ".join(words))
+        log.info(
+            "reloaded: listening for %s (%s)",
+            ", ".join(words),
+            "same models and settings: detector state kept" if kept else "detector restarted",
+        )
         _call_optional(self.lifecycle, "reloaded", words)
 
 

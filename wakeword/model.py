@@ -14,6 +14,7 @@ file, because a wrong model otherwise fails much later and far less clearly.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -134,9 +135,13 @@ def _check_graph(session: ort.InferenceSession, metadata: ModelMetadata) -> tupl
 class WakeWordModel:
     """A loaded model. Stateless apart from the session: callers own the hidden state."""
 
-    def __init__(self, path: Path, session: ort.InferenceSession, metadata: ModelMetadata) -> None:
+    def __init__(
+        self, path: Path, session: ort.InferenceSession, metadata: ModelMetadata, digest: str = ""
+    ) -> None:
         self.path = path
         self.metadata = metadata
+        #: SHA-256 of the file as loaded: a reload can tell a retrained model at the same path apart
+        self.digest = digest
         self._session = session
         rows, width = _check_graph(session, metadata)
         self._state_shape = (rows, 1, width)
@@ -173,8 +178,12 @@ class WakeWordModel:
         if not path.is_file():
             raise ModelError(f"{path}: not a regular file")
         try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        try:
             session = ort.InferenceSession(
-                str(path), sess_options=_session_options(), providers=["CPUExecutionProvider"]
+                data, sess_options=_session_options(), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises several unrelated types for bad files
             raise ModelError(f"{path}: not a valid ONNX model ({_one_line(exc)})") from exc
@@ -195,7 +204,7 @@ class WakeWordModel:
         if metadata.frames_per_step < 1:
             raise ModelError(f"{path}: metadata frames_per_step must be >= 1, got {metadata.frames_per_step}")
         try:
-            model = cls(path, session, metadata)
+            model = cls(path, session, metadata, hashlib.sha256(data).hexdigest())
             model._smoke_test()
         except ModelError:
             raise
