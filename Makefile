@@ -49,6 +49,9 @@ model: $(VENV)/.dev-installed
 model-smoke: $(VENV)/.dev-installed
 	$(BIN)/python -m training.make_model --word "$(WORD)" --name smoke --profile smoke --frontend logmel --output-dir training/work/smoke-model
 	$(BIN)/python -m training.reevaluate --name smoke --models-dir training/work/smoke-model
+	$(BIN)/python -m training.ensemble --name smoke_ensemble --output-dir training/work/smoke-model \
+		training/work/smoke-model/smoke.onnx training/work/smoke-model/smoke.onnx
+	$(BIN)/python -m training.reevaluate --name smoke_ensemble --models-dir training/work/smoke-model
 	$(BIN)/python -m training.make_model --word "$(WORD)" --name smoke_embedding --profile smoke --frontend speech-embedding --output-dir training/work/smoke-model
 	$(BIN)/python -m training.reevaluate --name smoke_embedding --models-dir training/work/smoke-model
 
