@@ -27,6 +27,17 @@ from wakeword.listen import run_listen
 RATE = 16000
 
 
+def _detect_json(model: Path, audio: Path) -> subprocess.CompletedProcess:
+    """The real `wakeword detect --json` on one file."""
+    return subprocess.run(
+        [sys.executable, "-m", "wakeword.cli", "detect", "--json", "--model", str(model), str(audio)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_dump_tap_writes_what_the_detector_heard_and_replays_to_the_same_detections(
     loud_model_path: Path, tmp_path: Path
 ) -> None:
@@ -71,22 +82,7 @@ def test_listen_dump_audio_option(loud_model_path: Path, tmp_path: Path) -> None
         check=False,
     )
     assert listen.returncode == 0, listen.stderr
-    detect = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wakeword.cli",
-            "detect",
-            "--json",
-            "--model",
-            str(loud_model_path),
-            str(dump),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    detect = _detect_json(loud_model_path, dump)
     live = [json.loads(line)["time"] for line in listen.stdout.splitlines()]
     offline = [json.loads(line)["time"] for line in detect.stdout.splitlines()]
     assert len(live) == 1
@@ -122,22 +118,7 @@ def test_a_live_run_with_dropped_audio_replays_exactly_with_the_noted_restarts(
 
     live = [(d.frame, d.time_s) for d in seen]
     assert [(d.frame, d.time_s) for d in detect_file(dump, Detector([loud_model_path]))] == live
-    detect = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wakeword.cli",
-            "detect",
-            "--json",
-            "--model",
-            str(loud_model_path),
-            str(dump),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    detect = _detect_json(loud_model_path, dump)
     assert detect.returncode == 0, detect.stderr
     assert [(r["frame"], r["time"]) for r in map(json.loads, detect.stdout.splitlines())] == [
         (f, round(t, 3)) for f, t in live
