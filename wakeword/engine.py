@@ -285,8 +285,7 @@ def detect_chunks(
         return [replace(d, time_s=d.time_s + offset / rate) for d in found] if offset else found
 
     for chunk in chunks:
-        chunk = _as_mono(chunk)
-        i, n = 0, chunk.shape[0]
+        i, n = 0, len(chunk)  # process() validates each piece; no second pass over the samples here
         while i < n:
             here = position + i
             nxt = pending[0] if pending else None
