@@ -1,0 +1,34 @@
+"""The reproduction module of the speech-embedding experiments builds the configs the README names."""
+
+import pytest
+
+from training.frontend_experiment import WINDOW_NETWORK, experiment_config
+from training.make_model import SPEECH_EMBEDDING, profile_config
+
+
+def test_window_network_spans_sixteen_embeddings_of_all_dims() -> None:
+    config = experiment_config("computer", "computer", "full", "window", None, None, None)
+    assert config.network == WINDOW_NETWORK
+    assert config.network.conv_bins == 1  # one kernel position: each channel sees the whole window
+    assert config.network.context_frames == 15
+    recipe = profile_config("computer", "computer", "full", None, SPEECH_EMBEDDING)
+    assert config.mining == recipe.mining  # nothing else changed
+    assert config.dataset == recipe.dataset
+
+
+def test_gru_keeps_the_recipe_network_and_mining_can_grow() -> None:
+    recipe = profile_config("computer", "computer", "full", None, SPEECH_EMBEDDING)
+    config = experiment_config("computer", "computer", "full", "gru", 6, 6.0, None)
+    assert config.network == recipe.network
+    assert config.mining.rounds == 6
+    assert config.mining.streams * config.mining.stream_s == pytest.approx(6 * 3600.0)
+    assert config.mining.finetune_steps == 800
+    assert config.mining.time_budget_s >= 6 * 500.0
+
+
+@pytest.mark.parametrize(
+    ("network", "rounds", "hours"), [("mlp", None, None), ("gru", 0, None), ("gru", None, 0.0)]
+)
+def test_bad_arguments_are_refused(network: str, rounds: int | None, hours: float | None) -> None:
+    with pytest.raises(ValueError):
+        experiment_config("computer", "computer", "full", network, rounds, hours, None)
