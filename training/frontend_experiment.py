@@ -21,6 +21,7 @@ from training.make_model import (
     REPO_ROOT,
     SPEECH_EMBEDDING,
     RunConfig,
+    _slug,
     default_data_dir,
     make_model,
     profile_config,
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-synth", action="store_true", help="use the manifest already synthesised")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    name = args.name or args.word.replace(" ", "_")
+    name = args.name or _slug(args.word)
     try:
         config = experiment_config(
             args.word,

@@ -91,14 +91,13 @@ SPEECH_EMBEDDING = "speech-embedding"
 FRONTENDS = (LOGMEL, SPEECH_EMBEDDING)
 #: The default is what the real-voice check chose. The first speech-embedding recipes (a GRU of 64 on
 #: the embeddings) missed MORE real people than log-mels (computer: see README, "Two front ends"), so
-#: log-mel stays the default until a speech-embedding recipe beats it on real people. A window classifier
-#: as openWakeWord uses (``NetworkConfig(n_mels=96, hidden=64, layers=1, dropout=0, conv_channels=128,
-#: conv_time=16, conv_freq=96, conv_freq_stride=1)``: a causal conv over the last 16 embeddings, 1.28 s,
-#: then a GRU of 64; 234,049 parameters) was tried on computer and not kept: it needed threshold 0.997
-#: for <= 0.5 FA/h and there missed more real people per clip than log-mels (README, run 4). Six mining
-#: rounds of 6 h instead of 2 of 3 h drew it level with log-mels (run 5); on this recipe's GRU the same
-#: mining helped at 10 dB but the model never fired in one long stream (run 6). Reproduce any of them
-#: with ``python -m training.frontend_experiment``.
+#: log-mel stays the default until a speech-embedding recipe beats it on real people. A window
+#: classifier as openWakeWord uses (``training.frontend_experiment.WINDOW_NETWORK``: a causal conv over
+#: the last 16 embeddings, 1.28 s, then a GRU of 64; 234,049 parameters) was tried on computer and not
+#: kept: it needed threshold 0.997 for <= 0.5 FA/h and there missed more real people per clip than
+#: log-mels (README, run 4). Six mining rounds of 6 h instead of 2 of 3 h drew it level with log-mels
+#: (run 5); on this recipe's GRU the same mining helped at 10 dB but the model never fired in one long
+#: stream (run 6). Reproduce any of them with ``python -m training.frontend_experiment``.
 DEFAULT_FRONTEND = LOGMEL
 
 
