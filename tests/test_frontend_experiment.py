@@ -32,3 +32,16 @@ def test_gru_keeps_the_recipe_network_and_mining_can_grow() -> None:
 def test_bad_arguments_are_refused(network: str, rounds: int | None, hours: float | None) -> None:
     with pytest.raises(ValueError):
         experiment_config("computer", "computer", "full", network, rounds, hours, None)
+
+
+def test_train_seed_changes_only_training_and_mining_seeds() -> None:
+    recipe = experiment_config("computer", "computer", "full", "window", 6, 6.0, None)
+    same = experiment_config("computer", "computer", "full", "window", 6, 6.0, None, recipe.train.seed)
+    assert same == recipe  # the recipe's own seed reproduces the recipe
+    other = experiment_config("computer", "computer", "full", "window", 6, 6.0, None, 8)
+    assert other.train.seed == 8 and other.mining.seed != recipe.mining.seed
+    assert other.dataset == recipe.dataset and other.seed == recipe.seed  # same clips, same synthesis
+    assert other.network == recipe.network
+    assert {k: v for k, v in vars(other.mining).items() if k != "seed"} == {
+        k: v for k, v in vars(recipe.mining).items() if k != "seed"
+    }

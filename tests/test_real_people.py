@@ -146,7 +146,7 @@ def test_quick_run_end_to_end(
     out = tmp_path / "results"
     argv = ["--word", "alexa", "--model", str(loud_model_path), "--manifest", str(tiny_manifest)]
     argv += ["--real-speech", str(real_dir), "--out-dir", str(out), "--quick", "--hours", str(40 / 3600)]
-    assert rp.main([*argv, "--also-state-reset", "0"]) == 0
+    assert rp.main([*argv, "--also-state-reset", "0", "--also-input-gain", "-40"]) == 0
     results = json.loads((out / "quick-real-people-alexa.json").read_text())
     meta = results["meta"]
     assert meta["recordings"] == 4 and meta["negative_hours"] == pytest.approx(40 / 3600, rel=0.01)
@@ -166,6 +166,10 @@ def test_quick_run_end_to_end(
     one_state = results["engines"]["ours-state0"]  # the same model with one state for the whole stream
     assert "state_reset_s 0" in one_state["label"]
     assert set(results["comparisons"]["default"]["ours-state0"]) == {"clean", "10db", "stream"}
+    quiet = results["engines"]["ours-gain-40dB"]  # every clip and negative 40 dB quieter
+    assert "input -40 dB" in quiet["label"]
+    assert quiet["operating_points"]["default"]["missed_clean"] == 1.0  # the bursts no longer sound loud
+    assert quiet["operating_points"]["default"]["fa_per_hour"] < default["fa_per_hour"]
     table = (out / "quick-real-people-alexa.md").read_text()
     assert "| engine | operating point |" in table and "p vs ours" in table
     assert (out / meta["det_png"]).stat().st_size > 0

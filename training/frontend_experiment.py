@@ -52,8 +52,10 @@ def experiment_config(
     mining_rounds: int | None,
     mining_hours: float | None,
     train_minutes: float | None,
+    train_seed: int | None = None,
 ) -> RunConfig:
-    """The speech-embedding recipe with the network and/or mining swapped (None keeps the recipe's)."""
+    """The speech-embedding recipe with the network, mining and/or training seed swapped (None keeps
+    the recipe's)."""
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r} ({' or '.join(NETWORKS)})")
     config = profile_config(word, name, profile, train_minutes, SPEECH_EMBEDDING)
@@ -74,7 +76,12 @@ def experiment_config(
         if mining_hours <= 0:
             raise ValueError("--mining-hours must be positive")
         mining = dataclasses.replace(mining, streams=max(1, round(mining_hours * 3600.0 / mining.stream_s)))
-    return dataclasses.replace(config, mining=mining)
+    train = config.train
+    if train_seed is not None and train_seed != train.seed:
+        # Weights, clip order, SpecAugment masks and the mined streams change; the dataset does not.
+        train = dataclasses.replace(train, seed=train_seed)
+        mining = dataclasses.replace(mining, seed=mining.seed + 1000 * train_seed)
+    return dataclasses.replace(config, mining=mining, train=train)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mining-rounds", type=int, help="hard-negative mining rounds (recipe: 2)")
     parser.add_argument("--mining-hours", type=float, help="hours of negative streams per round (recipe: 3)")
     parser.add_argument("--train-minutes", type=float)
+    parser.add_argument(
+        "--train-seed",
+        type=int,
+        help="seed of weights, clip order and mining streams (recipe: 7); the data stay the same, so two "
+        "seeds measure how much one recipe varies from run to run",
+    )
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--work-dir", type=Path, help="default: OUTPUT_DIR/work")
     parser.add_argument("--skip-synth", action="store_true", help="use the manifest already synthesised")
@@ -101,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             args.mining_rounds,
             args.mining_hours,
             args.train_minutes,
+            args.train_seed,
         )
         card = make_model(
             config,
