@@ -340,8 +340,9 @@ class Ours:
         self.detector.reset()
         self.recorded.clear()
         if self.input_gain != 1.0:
-            amplified = np.round(audio.astype(np.float64) * self.input_gain)
-            audio = np.clip(amplified, -32768, 32767).astype(np.int16)
+            from wakeword.audio import float_to_int16
+
+            audio = float_to_int16(audio.astype(np.float32) * np.float32(self.input_gain / 32768.0))
         fired = []
         for chunk in _chunks(audio):
             fired += self.detector.process(chunk)

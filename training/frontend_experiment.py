@@ -27,6 +27,7 @@ from training.make_model import (
     profile_config,
 )
 from training.network import NetworkConfig
+from training.train import TrainConfig
 
 #: openWakeWord's shape on the embedding: a causal conv whose kernel spans the last 16 embeddings
 #: (1.28 s) and all 96 dims, so each of its 128 channels is a window detector, then a GRU of 64.
@@ -96,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--train-seed",
         type=int,
-        help="seed of weights, clip order and mining streams (recipe: 7); the data stay the same, so two "
-        "seeds measure how much one recipe varies from run to run",
+        help=f"seed of weights, clip order and mining streams (recipe: {TrainConfig().seed}); the data stay "
+        "the same, so two seeds measure how much one recipe varies from run to run",
     )
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--work-dir", type=Path, help="default: OUTPUT_DIR/work")
