@@ -56,6 +56,8 @@ model-smoke: $(VENV)/.dev-installed
 	$(BIN)/python -m training.reevaluate --name smoke_embedding --models-dir training/work/smoke-model
 	$(BIN)/python -m training.frontend_experiment --word "$(WORD)" --name smoke_window --profile smoke \
 		--network window --mining-rounds 2 --output-dir training/work/smoke-model --work-dir training/work/smoke_window
+	$(BIN)/python -m training.frontend_experiment --word "$(WORD)" --name smoke_domain --profile smoke \
+		--frontend logmel --domain-weight 0.3 --output-dir training/work/smoke-model --work-dir training/work/smoke_domain
 
 # Re-score models/NAME.onnx with the current evaluation (no retraining); e.g. ARGS="--hours 6".
 evaluate: $(VENV)/.dev-installed

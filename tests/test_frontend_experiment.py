@@ -1,9 +1,11 @@
 """The reproduction module of the speech-embedding experiments builds the configs the README names."""
 
+import dataclasses
+
 import pytest
 
 from training.frontend_experiment import WINDOW_NETWORK, experiment_config
-from training.make_model import SPEECH_EMBEDDING, profile_config
+from training.make_model import LOGMEL, SPEECH_EMBEDDING, profile_config
 
 
 def test_window_network_spans_sixteen_embeddings_of_all_dims() -> None:
@@ -45,3 +47,17 @@ def test_train_seed_changes_only_training_and_mining_seeds() -> None:
     assert {k: v for k, v in vars(other.mining).items() if k != "seed"} == {
         k: v for k, v in vars(recipe.mining).items() if k != "seed"
     }
+
+
+def test_logmel_domain_adversarial_changes_only_the_critic_weight() -> None:
+    recipe = profile_config("computer", "computer", "full", None, LOGMEL)
+    config = experiment_config("computer", "computer", "full", "gru", None, None, None, None, LOGMEL, 0.3)
+    assert config.frontend == LOGMEL and config.train.domain_weight == 0.3
+    assert recipe.train.domain_weight == 0.0  # off in every shipped recipe
+    assert dataclasses.replace(config, train=recipe.train) == recipe
+
+
+@pytest.mark.parametrize(("network", "weight"), [("window", None), ("gru", -0.1)])
+def test_logmel_experiments_refuse_what_does_not_fit(network: str, weight: float | None) -> None:
+    with pytest.raises(ValueError):
+        experiment_config("computer", "computer", "full", network, None, None, None, None, LOGMEL, weight)

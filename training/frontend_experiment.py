@@ -1,12 +1,15 @@
-"""Re-run the speech-embedding experiments of README "Two front ends" (runs 4-6).
+"""Re-run the training experiments of README "Two front ends" (runs 4-9) and "Domain-adversarial".
 
 Not a shipped recipe: each variant here was judged on real people and not kept, and this module
-exists so its figures can be reproduced rather than trusted. It changes only the network and the
-hard-negative mining of ``make_model``'s speech-embedding recipe; data, labels and evaluation are
-the recipe's own, so a run is paired with ``bench.real_people --also-model models/computer.onnx``.
+exists so its figures can be reproduced rather than trusted. It changes only the network, the
+hard-negative mining, the training seed or the domain-adversarial weight of ``make_model``'s recipe
+for a front end (speech-embedding unless ``--frontend logmel``); data, labels and evaluation are the
+recipe's own, so a run is paired with ``bench.real_people --also-model models/computer.onnx``.
 
     python -m training.frontend_experiment --word computer --network window --mining-rounds 6 \\
         --mining-hours 6 --output-dir /tmp/models-run5 --skip-synth
+    python -m training.frontend_experiment --word computer --frontend logmel --network gru \\
+        --domain-weight 0.3 --output-dir /tmp/models-dann --skip-synth
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import sys
 from pathlib import Path
 
 from training.make_model import (
+    FRONTENDS,
+    LOGMEL,
     REPO_ROOT,
     SPEECH_EMBEDDING,
     RunConfig,
@@ -54,12 +59,19 @@ def experiment_config(
     mining_hours: float | None,
     train_minutes: float | None,
     train_seed: int | None = None,
+    frontend_name: str = SPEECH_EMBEDDING,
+    domain_weight: float | None = None,
+    threads: int | None = None,
 ) -> RunConfig:
-    """The speech-embedding recipe with the network, mining and/or training seed swapped (None keeps
-    the recipe's)."""
+    """A front end's recipe with the network, mining, training seed and/or domain-adversarial weight
+    swapped (None keeps the recipe's)."""
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r} ({' or '.join(NETWORKS)})")
-    config = profile_config(word, name, profile, train_minutes, SPEECH_EMBEDDING)
+    if frontend_name == LOGMEL and network == "window":
+        raise ValueError(
+            "the window network reads speech embeddings: use --network gru with --frontend logmel"
+        )
+    config = profile_config(word, name, profile, train_minutes, frontend_name)
     if network == "window":
         config = dataclasses.replace(config, network=WINDOW_NETWORK)
     mining = config.mining
@@ -82,6 +94,14 @@ def experiment_config(
         # Weights, clip order, SpecAugment masks and the mined streams change; the dataset does not.
         train = dataclasses.replace(train, seed=train_seed)
         mining = dataclasses.replace(mining, seed=mining.seed + 1000 * train_seed)
+    if domain_weight is not None:
+        if domain_weight < 0:
+            raise ValueError("--domain-weight must be 0 or more")
+        train = dataclasses.replace(train, domain_weight=domain_weight)
+    if threads is not None:
+        if threads < 1:
+            raise ValueError("--threads must be at least 1")
+        train = dataclasses.replace(train, threads=threads)
     return dataclasses.replace(config, mining=mining, train=train)
 
 
@@ -90,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--word", default="computer")
     parser.add_argument("--name", help="model file name (default: the word)")
     parser.add_argument("--profile", choices=("full", "smoke"), default="full")
-    parser.add_argument("--network", choices=NETWORKS, default="window")
+    parser.add_argument("--frontend", choices=FRONTENDS, default=SPEECH_EMBEDDING)
+    parser.add_argument(
+        "--network",
+        choices=NETWORKS,
+        help="window (speech-embedding only; the default there) or gru (the front end's recipe network)",
+    )
     parser.add_argument("--mining-rounds", type=int, help="hard-negative mining rounds (recipe: 2)")
     parser.add_argument("--mining-hours", type=float, help="hours of negative streams per round (recipe: 3)")
     parser.add_argument("--train-minutes", type=float)
@@ -99,6 +124,18 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help=f"seed of weights, clip order and mining streams (recipe: {TrainConfig().seed}); the data stay "
         "the same, so two seeds measure how much one recipe varies from run to run",
+    )
+    parser.add_argument(
+        "--domain-weight",
+        type=float,
+        help="domain-adversarial training against real voices (training/domain.py): the reversed critic "
+        "gradient's final weight (recipe: 0, off)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads while training (recipe: 2 for log-mel, 1 for speech-embedding); 1 lets two "
+        "runs share the 2-core machine without spin-waiting",
     )
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--work-dir", type=Path, help="default: OUTPUT_DIR/work")
@@ -111,11 +148,14 @@ def main(argv: list[str] | None = None) -> int:
             args.word,
             name,
             args.profile,
-            args.network,
+            args.network or ("window" if args.frontend == SPEECH_EMBEDDING else "gru"),
             args.mining_rounds,
             args.mining_hours,
             args.train_minutes,
             args.train_seed,
+            args.frontend,
+            args.domain_weight,
+            args.threads,
         )
         card = make_model(
             config,

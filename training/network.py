@@ -98,10 +98,11 @@ class WakeWordNet(nn.Module):
         tail = nn.functional.pad(tail, (0, cfg.history_rows * cfg.hidden - context * cfg.n_mels))
         return y, tail.unflatten(1, (cfg.history_rows, cfg.hidden)).permute(1, 0, 2)
 
-    def forward_logits(
+    def forward_outputs(
         self, features: torch.Tensor, hidden: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """features [B, T, n_mels] -> (logits [B, T], state [state_rows, B, hidden])."""
+        """features [B, T, n_mels] -> (the last GRU layer's outputs [B, T, hidden], state); training
+        reads them for the domain critic (training/domain.py), the head turns them into logits."""
         x = (features - self.feature_mean) / self.feature_std
         if hidden is None:
             hidden = self.initial_state(features.shape[0]).to(features.device)
@@ -112,6 +113,13 @@ class WakeWordNet(nn.Module):
             x, history = self._front(x, hidden[layers:])
             out, gru_state = self.gru(x, hidden[:layers].contiguous())
             state = torch.cat([gru_state, history], dim=0)
+        return out, state
+
+    def forward_logits(
+        self, features: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """features [B, T, n_mels] -> (logits [B, T], state [state_rows, B, hidden])."""
+        out, state = self.forward_outputs(features, hidden)
         return self.head(out).squeeze(-1), state
 
     def forward(self, features: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

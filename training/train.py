@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from training import domain
 from training.augment import spec_augment
 from training.dataset import ClipArrays
 from training.network import WakeWordNet
@@ -49,6 +50,9 @@ class TrainConfig:
     spec_max_freq: int = 6  # widest mask across features (mel bands or embedding dims)
     spec_max_time: int = 12  # widest mask along time, in frames (12 log-mel frames = 120 ms)
     feature_noise: float = 0.0  # std of Gaussian noise added to normalised features while training
+    # Domain-adversarial training (training/domain.py): the weight of the reversed critic gradient at
+    # the end of its ramp; 0 = off (no critic, the plain wake-word loss).
+    domain_weight: float = 0.0
     time_budget_s: float = 2400.0
     checkpoint_every: int = 200
     seed: int = 7
@@ -88,12 +92,17 @@ def frame_loss(
     return loss / weights.sum().clamp(min=1.0)
 
 
-def _batch(data: ClipArrays, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _batch(data: ClipArrays, idx: np.ndarray) -> Batch:
+    """(features, labels, loss mask, per-clip domain label for the critic)."""
     idx = np.sort(idx)
     return (
         torch.from_numpy(np.asarray(data.features[idx], dtype=np.float32)),
         torch.from_numpy(np.asarray(data.labels[idx], dtype=np.float32)),
         torch.from_numpy(np.asarray(data.mask[idx], dtype=np.float32)),
+        domain.domain_labels([data.kinds[i] for i in idx]),
     )
 
 
@@ -103,7 +112,7 @@ def _lr(step: int, progress: float, base: float, floor: float, warmup: int) -> f
     return floor + 0.5 * (base - floor) * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-BatchFn = Callable[[int, np.random.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+BatchFn = Callable[[int, np.random.Generator], Batch]
 
 
 def run_training(
@@ -119,18 +128,23 @@ def run_training(
 ) -> dict:
     """The loop shared by training and fine-tuning; resumes from ``checkpoint`` if it exists."""
     torch.set_num_threads(config.threads)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=config.weight_decay)
-    state = {"step": 0, "elapsed": 0.0, "losses": []}
+    critic = domain.DomainCritic(net.config.hidden) if config.domain_weight > 0 else None
+    params = list(net.parameters()) + (list(critic.parameters()) if critic else [])
+    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    state = {"step": 0, "elapsed": 0.0, "losses": [], "critic_accuracy": []}
     if checkpoint.exists():
         blob = torch.load(checkpoint, map_location="cpu", weights_only=False)
         net.load_state_dict(blob["net"])
+        if critic is not None:
+            critic.load_state_dict(blob["critic"])
         optimiser.load_state_dict(blob["optimiser"])
-        state = blob["state"]
+        state = {"critic_accuracy": [], **blob["state"]}
         log.info("%s: resuming at step %d", desc, state["step"])
     start_time = time.monotonic() - state["elapsed"]
     net.train()
     bar = tqdm(total=steps, initial=state["step"], desc=desc, unit="step", mininterval=10)
     running = None
+    accuracies: list[float] = []
     while state["step"] < steps:
         step = state["step"]
         elapsed = time.monotonic() - start_time
@@ -144,13 +158,16 @@ def run_training(
         rng = np.random.default_rng([config.seed, step])
         generator = torch.Generator().manual_seed(config.seed * 1000003 + step)
         torch.manual_seed(config.seed * 7919 + step)  # GRU dropout
-        feats, labels, mask = next_batch(step, rng)
-        logits, _ = (
-            net.forward_logits(feats)
-            if config.spec_augment_p <= 0 and config.feature_noise <= 0
-            else _masked_forward(net, feats, generator, config)
-        )
+        feats, labels, mask, domains = next_batch(step, rng)
+        outputs, _ = _masked_forward(net, feats, generator, config)
+        logits = net.head(outputs).squeeze(-1)
         loss = frame_loss(logits, labels, mask, config.pos_weight)
+        if critic is not None:
+            scale = domain.reversal_scale(progress, config.domain_weight)
+            loss = loss + domain.domain_loss(critic, outputs, domains, scale)
+            accuracy = domain.critic_accuracy(critic, outputs, domains)
+            if accuracy is not None:
+                accuracies.append(accuracy)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
@@ -163,12 +180,17 @@ def run_training(
         bar.set_postfix(loss=f"{running:.4f}", refresh=False)
         if state["step"] % 50 == 0:
             state["losses"].append((state["step"], running))
+            if accuracies:  # how well the critic tells real voices from TTS ones (0.5: not at all)
+                state["critic_accuracy"].append((state["step"], round(float(np.mean(accuracies)), 3)))
+                accuracies = []
         if state["step"] % config.checkpoint_every == 0:
-            _save(checkpoint, net, optimiser, state)
+            _save(checkpoint, net, optimiser, state, critic)
     bar.close()
-    _save(checkpoint, net, optimiser, state)
+    _save(checkpoint, net, optimiser, state, critic)
     net.eval()
     summary = {"steps": state["step"], "seconds": round(state["elapsed"], 1), "final_loss": running}
+    if state.get("critic_accuracy"):
+        summary["critic_accuracy_last"] = state["critic_accuracy"][-1][1]
     if val is not None:
         summary.update(validate(net, val))
     log.info("%s: %s", desc, summary)
@@ -179,7 +201,9 @@ def _masked_forward(
     net: WakeWordNet, feats: torch.Tensor, generator: torch.Generator, config: TrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SpecAugment (and optional Gaussian noise) in the normalised domain (0 = the training mean),
-    then the usual forward pass."""
+    then the forward pass up to the GRU's outputs."""
+    if config.spec_augment_p <= 0 and config.feature_noise <= 0:
+        return net.forward_outputs(feats)
     normed = (feats - net.feature_mean) / net.feature_std
     if config.spec_augment_p > 0:
         normed = spec_augment(
@@ -187,13 +211,22 @@ def _masked_forward(
         )
     if config.feature_noise > 0:
         normed = normed + config.feature_noise * torch.randn(normed.shape, generator=generator)
-    return net.forward_logits(normed * net.feature_std + net.feature_mean)
+    return net.forward_outputs(normed * net.feature_std + net.feature_mean)
 
 
-def _save(path: Path, net: WakeWordNet, optimiser: torch.optim.Optimizer, state: dict) -> None:
+def _save(
+    path: Path,
+    net: WakeWordNet,
+    optimiser: torch.optim.Optimizer,
+    state: dict,
+    critic: domain.DomainCritic | None = None,
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"net": net.state_dict(), "optimiser": optimiser.state_dict(), "state": state}, tmp)
+    blob = {"net": net.state_dict(), "optimiser": optimiser.state_dict(), "state": state}
+    if critic is not None:
+        blob["critic"] = critic.state_dict()
+    torch.save(blob, tmp)
     tmp.replace(path)
 
 
