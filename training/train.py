@@ -2,7 +2,9 @@
 
 Loss: binary cross-entropy on every frame of every clip (masked only in the two
 short ambiguous zones around the 1-run), positive frames weighted up because they
-are ~4% of all frames. Deterministic for a given seed: clip order, SpecAugment
+are ~4% of all frames; with ``TrainConfig.domain_weight`` > 0, plus a domain critic's
+loss whose gradient reaches the GRU reversed (training/domain.py; in ``final_loss``
+too). Deterministic for a given seed: clip order, SpecAugment
 masks and initial weights all come from seeded generators. The schedule runs on
 ``progress = max(step / steps, elapsed / time_budget)``, so a busy machine ends
 training early with a finished (annealed) learning rate instead of overrunning.
