@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import yaml
 
@@ -32,7 +33,9 @@ def members(export_model, tmp_path_factory) -> list[Path]:
         net = WakeWordNet(NetworkConfig()).eval()
         path = folder / f"espresso-{seed}.onnx"
         paths.append(export_model(net, ModelMetadata(wake_word="espresso", version=f"seed{seed}"), path))
-    paths[0].with_suffix(".yaml").write_text(yaml.safe_dump({"model": {"file": "espresso-1.onnx"}}))
+    paths[0].with_suffix(".yaml").write_text(
+        yaml.safe_dump({"model": {"file": "espresso-1.onnx", "architecture": "GRU", "parameters": 123}})
+    )
     return paths
 
 
@@ -55,7 +58,13 @@ def test_merged_probability_is_the_mean_of_the_members_with_their_own_states(mem
     assert not np.allclose(each[0], each[1])  # two different members, or the test proves nothing
     assert merged.name == "espresso" and "mean of 2 models" in merged.metadata.description
     card = yaml.safe_load((tmp_path / "espresso.yaml").read_text())
-    assert card["model"] == {"file": "espresso-1.onnx"} and len(card["ensemble"]["members"]) == 2
+    second_weights = sum(int(np.prod(t.dims)) for t in onnx.load(str(members[1])).graph.initializer)
+    assert card["model"] == {
+        "file": "espresso-1.onnx",
+        "architecture": "mean of 2 models, each: GRU",
+        "parameters": 123 + second_weights,  # the first member's card, the second's ONNX weights
+    }
+    assert len(card["ensemble"]["members"]) == 2 and second_weights > 1000
     audio = (rng.standard_normal(16000 * 2) * 3000).astype(np.int16)
     detect_samples(audio, Detector([out], threshold=0.5))  # the runtime streams it like any model
 

@@ -132,8 +132,22 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _member_parameters(path: Path) -> int:
+    """The member's own card's parameter count, else the number of weights in its ONNX file."""
+    card_path = path.with_suffix(".yaml")
+    card = yaml.safe_load(card_path.read_text()) if card_path.is_file() else None
+    counted = ((card or {}).get("model") or {}).get("parameters") if isinstance(card, dict) else None
+    if isinstance(counted, int) and counted > 0:
+        return counted
+    return sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
+
+
 def write(paths: list[Path], name: str, output_dir: Path) -> Path:
-    """``output_dir/NAME.onnx`` and a card from the first member's, naming every member."""
+    """``output_dir/NAME.onnx`` and a card from the first member's, naming every member.
+
+    The card's ``model`` section describes the merged file (every member's parameters, "mean of N"),
+    because re-evaluation keeps that section as it is and a shipped card must not describe one member.
+    """
     merged = merge(paths)
     output_dir.mkdir(parents=True, exist_ok=True)
     out = output_dir / f"{name}.onnx"
@@ -141,6 +155,10 @@ def write(paths: list[Path], name: str, output_dir: Path) -> Path:
     WakeWordModel.load(out)  # the runtime reads it, or this fails here rather than in a daemon
     card_path = paths[0].with_suffix(".yaml")
     card = yaml.safe_load(card_path.read_text()) if card_path.is_file() else {}
+    model_section = card.setdefault("model", {})
+    if "architecture" in model_section:
+        model_section["architecture"] = f"mean of {len(paths)} models, each: {model_section['architecture']}"
+    model_section["parameters"] = sum(_member_parameters(p) for p in paths)
     card["ensemble"] = {
         "how": "mean of the members' per-frame probabilities, each member with its own hidden state",
         "members": [{"file": str(p), "sha256": _sha256(p)} for p in paths],
