@@ -136,7 +136,8 @@ def _member_parameters(path: Path) -> int:
     """The member's own card's parameter count, else the number of weights in its ONNX file."""
     card_path = path.with_suffix(".yaml")
     card = yaml.safe_load(card_path.read_text()) if card_path.is_file() else None
-    counted = ((card or {}).get("model") or {}).get("parameters") if isinstance(card, dict) else None
+    model = card.get("model") if isinstance(card, dict) else None
+    counted = model.get("parameters") if isinstance(model, dict) else None
     if isinstance(counted, int) and counted > 0:
         return counted
     return sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
