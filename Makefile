@@ -52,6 +52,8 @@ model-smoke: $(VENV)/.dev-installed
 	$(BIN)/python -m training.ensemble --name smoke_ensemble --output-dir training/work/smoke-model \
 		training/work/smoke-model/smoke.onnx training/work/smoke-model/smoke.onnx
 	$(BIN)/python -m training.reevaluate --name smoke_ensemble --models-dir training/work/smoke-model
+	$(BIN)/python -m bench.synthetic_pairs --word "$(WORD)" --profile smoke --model training/work/smoke-model/smoke.onnx \
+		--also-model training/work/smoke-model/smoke_ensemble.onnx --out training/work/smoke-model/synthetic-pairs
 	$(BIN)/python -m training.make_model --word "$(WORD)" --name smoke_embedding --profile smoke --frontend speech-embedding --output-dir training/work/smoke-model
 	$(BIN)/python -m training.reevaluate --name smoke_embedding --models-dir training/work/smoke-model
 	$(BIN)/python -m training.frontend_experiment --word "$(WORD)" --name smoke_window --profile smoke \

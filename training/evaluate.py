@@ -211,7 +211,7 @@ def stream_probabilities(
     return out
 
 
-def _debounce(model: WakeWordModel, settings: DetectorSettings, probs: np.ndarray) -> list[Detection]:
+def debounce(model: WakeWordModel, settings: DetectorSettings, probs: np.ndarray) -> list[Detection]:
     cfg = model.features
     deb = Debouncer(
         model.name,
@@ -223,7 +223,7 @@ def _debounce(model: WakeWordModel, settings: DetectorSettings, probs: np.ndarra
     return deb.process(probs)
 
 
-def _positive_hit(item: Item, detections: list[Detection], accept_after_s: float) -> Detection | None:
+def positive_hit(item: Item, detections: list[Detection], accept_after_s: float) -> Detection | None:
     for d in detections:
         if item.start_s is not None and item.start_s <= d.time_s <= item.end_s + accept_after_s:
             return d
@@ -235,7 +235,7 @@ def score(items: list[Item], detections: list[list[Detection]], config: EvalConf
     out: dict = {}
     pos = [(it, det) for it, det in zip(items, detections, strict=True) if it.kind == "positive"]
     if pos:
-        hits = [_positive_hit(it, det, config.accept_after_s) for it, det in pos]
+        hits = [positive_hit(it, det, config.accept_after_s) for it, det in pos]
         latencies = [h.time_s - it.end_s for (it, _), h in zip(pos, hits, strict=True) if h is not None]
         at_target = [
             (it, h is None)
@@ -283,7 +283,7 @@ def score(items: list[Item], detections: list[list[Detection]], config: EvalConf
     ]
     out["real_positive_frr"] = _rate(real_pos)
     trained = [
-        _positive_hit(it, det, config.accept_after_s) is None
+        positive_hit(it, det, config.accept_after_s) is None
         for it, det in zip(items, detections, strict=True)
         if it.kind == "training_voice_positive" and it.snr_db >= config.target_min_snr_db
     ]
@@ -326,7 +326,7 @@ def sweep(model: WakeWordModel, items: list[Item], base: DetectorSettings, confi
     grid = [(p, t) for p in config.patience_options for t in config.thresholds]
     for patience, threshold in tqdm(grid, desc="threshold sweep", mininterval=5):
         settings = replace(base, threshold=threshold, patience_frames=patience)
-        detections = [_debounce(model, settings, item.probs) for item in items]
+        detections = [debounce(model, settings, item.probs) for item in items]
         points.append(
             {"threshold": threshold, "patience_frames": patience, **score(items, detections, config)}
         )
