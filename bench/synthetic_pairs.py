@@ -24,11 +24,17 @@ import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.common import RESULTS_DIR, git_commit
 from bench.real_people import mcnemar_exact, wilson
+
+if TYPE_CHECKING:  # training/ is imported where it is used: it pulls in the training stack
+    from training.evaluate import EvalConfig, Item
+    from wakeword.metadata import DetectorSettings
+    from wakeword.model import WakeWordModel
 
 log = logging.getLogger("bench.synthetic_pairs")
 
@@ -68,7 +74,13 @@ def _rate(flags: list[bool]) -> float | None:
     return round(sum(flags) / len(flags), 4) if flags else None
 
 
-def outcome(model, items: list, probs: list[np.ndarray], settings, config) -> Outcome:
+def outcome(
+    model: WakeWordModel,
+    items: list[Item],
+    probs: list[np.ndarray],
+    settings: DetectorSettings,
+    config: EvalConfig,
+) -> Outcome:
     """Detections of ``model`` at ``settings`` over every item, reduced to per-clip flags."""
     from training.evaluate import debounce, positive_hit
 
@@ -91,7 +103,13 @@ def outcome(model, items: list, probs: list[np.ndarray], settings, config) -> Ou
     )
 
 
-def stream_fa_rates(model, items: list, probs: list[np.ndarray], base, config) -> dict[float, float]:
+def stream_fa_rates(
+    model: WakeWordModel,
+    items: list[Item],
+    probs: list[np.ndarray],
+    base: DetectorSettings,
+    config: EvalConfig,
+) -> dict[float, float]:
     """False accepts per hour on the negative streams at every threshold of the evaluation grid,
     at ``base``'s patience."""
     from training.evaluate import debounce
@@ -110,7 +128,9 @@ def lowest_quiet_threshold(rates: dict[float, float], target: float) -> float:
     return min(quiet) if quiet else min(rates, key=lambda t: (rates[t], -t))
 
 
-def operating_points(model, items: list, probs: list[np.ndarray], config) -> dict[str, Outcome]:
+def operating_points(
+    model: WakeWordModel, items: list[Item], probs: list[np.ndarray], config: EvalConfig
+) -> dict[str, Outcome]:
     base = model.metadata.detector
     rates = stream_fa_rates(model, items, probs, base, config)
     out = {DEFAULT: outcome(model, items, probs, base, config)}
