@@ -212,6 +212,7 @@ def stream_probabilities(
 
 
 def debounce(model: WakeWordModel, settings: DetectorSettings, probs: np.ndarray) -> list[Detection]:
+    """The runtime Debouncer over one item's cached probabilities: what the daemon would fire."""
     cfg = model.features
     deb = Debouncer(
         model.name,
@@ -224,6 +225,7 @@ def debounce(model: WakeWordModel, settings: DetectorSettings, probs: np.ndarray
 
 
 def positive_hit(item: Item, detections: list[Detection], accept_after_s: float) -> Detection | None:
+    """The first detection from the keyword's start to ``accept_after_s`` after its end; None is a miss."""
     for d in detections:
         if item.start_s is not None and item.start_s <= d.time_s <= item.end_s + accept_after_s:
             return d
