@@ -67,7 +67,14 @@ class Outcome:
             "missed_all": _rate(self.missed_all),
             "sound_alikes_fired": _rate(self.sound_alikes_fired),
             "real_speech_fired": _rate(self.real_speech_fired),
+            # per clip, in item order (1 = missed / fired): another run on the same clips pairs with these
+            "missed_snr_ge_5db_bits": _bits(self.missed),
+            "sound_alikes_fired_bits": _bits(self.sound_alikes_fired),
         }
+
+
+def _bits(flags: list[bool]) -> str:
+    return "".join("1" if f else "0" for f in flags)
 
 
 def _rate(flags: list[bool]) -> float | None:
@@ -141,14 +148,11 @@ def operating_points(
 
 
 def paired(reference: list[bool], other: list[bool]) -> dict:
-    """Discordant clips of two miss lists over the same clips, and the exact McNemar p."""
-    only_reference_heard = sum(not a and b for a, b in zip(reference, other, strict=True))
-    only_other_heard = sum(a and not b for a, b in zip(reference, other, strict=True))
-    return {
-        "only_reference_heard": only_reference_heard,
-        "only_other_heard": only_other_heard,
-        "p_mcnemar": mcnemar_exact(only_reference_heard, only_other_heard),
-    }
+    """Clips where exactly one of two models has the flag (heard, fired), and the exact McNemar p."""
+    only_reference = sum(a and not b for a, b in zip(reference, other, strict=True))
+    only_other = sum(b and not a for a, b in zip(reference, other, strict=True))
+    return {"only_reference": only_reference, "only_other": only_other,
+            "p_mcnemar": mcnemar_exact(only_reference, only_other)}  # fmt: skip
 
 
 def compare(outcomes: dict[str, dict[str, Outcome]], reference: str) -> dict:
@@ -157,13 +161,17 @@ def compare(outcomes: dict[str, dict[str, Outcome]], reference: str) -> dict:
     for point, ref in outcomes[reference].items():
         out[point] = {
             name: {
-                "positives_snr_ge_5db": paired(ref.missed, mine[point].missed),
-                "sound_alikes": paired(ref.sound_alikes_fired, mine[point].sound_alikes_fired),
+                "positives_heard_snr_ge_5db": paired(_not(ref.missed), _not(mine[point].missed)),
+                "sound_alikes_fired": paired(ref.sound_alikes_fired, mine[point].sound_alikes_fired),
             }
             for name, mine in outcomes.items()
             if name != reference
         }
     return out
+
+
+def _not(flags: list[bool]) -> list[bool]:
+    return [not f for f in flags]
 
 
 def run(
@@ -225,16 +233,19 @@ def markdown(result: dict) -> str:
                 f"{_pct(s['sound_alikes_fired'])} | {_pct(s['real_speech_fired'])} |"
             )
     reference = result["reference"]
-    lines += ["", f"Paired against {reference} (clips only one of the two heard; exact McNemar):", ""]
-    lines += ["| point | model | positives: only reference / only model (p) | sound-alikes fired: "
-              "only reference did not / only model did not (p) |", "|---|---|---|---|"]  # fmt: skip
+    lines += ["", f"Paired against {reference}, clip by clip (exact McNemar):", ""]
+    lines += [
+        "| point | model | positives heard only by the reference / only by the model (p) "
+        "| sound-alikes fired only by the reference / only by the model (p) |",
+        "|---|---|---|---|",
+    ]
     for point, models in result["paired_vs_reference"].items():
         for label, cell in models.items():
-            pos, alike = cell["positives_snr_ge_5db"], cell["sound_alikes"]
+            heard, fired = cell["positives_heard_snr_ge_5db"], cell["sound_alikes_fired"]
             lines.append(
-                f"| {point} | {label} | {pos['only_reference_heard']} / {pos['only_other_heard']} "
-                f"({pos['p_mcnemar']:.2g}) | {alike['only_reference_heard']} / {alike['only_other_heard']} "
-                f"({alike['p_mcnemar']:.2g}) |"
+                f"| {point} | {label} | {heard['only_reference']} / {heard['only_other']} "
+                f"({heard['p_mcnemar']:.2g}) | {fired['only_reference']} / {fired['only_other']} "
+                f"({fired['p_mcnemar']:.2g}) |"
             )
     return "\n".join(lines) + "\n"
 

@@ -92,11 +92,11 @@ def test_quiet_threshold_is_the_lowest_grid_point_meeting_the_target(model: Wake
 
 
 def test_pairing_counts_only_discordant_clips() -> None:
-    reference = [False, False, True, True, False]  # missed flags
-    other = [True, False, False, False, False]
+    reference = [True, True, False, False, True]  # e.g. heard flags
+    other = [False, True, True, True, True]
     cell = sp.paired(reference, other)
-    assert cell["only_reference_heard"] == 1
-    assert cell["only_other_heard"] == 2
+    assert cell["only_reference"] == 1
+    assert cell["only_other"] == 2
     assert cell["p_mcnemar"] == pytest.approx(1.0)
     assert sp.paired([True] * 8, [False] * 8)["p_mcnemar"] == pytest.approx(2 / 2**8)
 
@@ -104,16 +104,20 @@ def test_pairing_counts_only_discordant_clips() -> None:
 def test_compare_pairs_every_model_with_the_reference_at_each_point(model: WakeWordModel) -> None:
     items, probs = _items_and_probs()
     config = EvalConfig()
-    louder = [p * 1.1 for p in probs]  # hears the same, fires a little more
+    deaf = [p if it.kind != "positive" else np.zeros_like(p) for it, p in zip(items, probs, strict=True)]
     outcomes = {
         "a.onnx": sp.operating_points(model, items, probs, config),
-        "b.onnx": sp.operating_points(model, items, louder, config),
+        "b.onnx": sp.operating_points(model, items, deaf, config),  # hears no positive, fires the same
     }
     table = sp.compare(outcomes, "a.onnx")
     assert set(table) == {sp.DEFAULT, "0.5 FA/h", "1 FA/h"}
     assert set(table["0.5 FA/h"]) == {"b.onnx"}
-    for point in table.values():
-        assert set(point["b.onnx"]) == {"positives_snr_ge_5db", "sound_alikes"}
+    cell = table["0.5 FA/h"]["b.onnx"]
+    # at 0.75 the reference hears the one 20 dB clip it can; b hears none; neither fires on the sound-alike
+    assert cell["positives_heard_snr_ge_5db"] == {"only_reference": 1, "only_other": 0, "p_mcnemar": 1.0}
+    assert cell["sound_alikes_fired"]["only_reference"] == cell["sound_alikes_fired"]["only_other"] == 0
+    summary = outcomes["b.onnx"]["0.5 FA/h"].summary()
+    assert summary["missed_snr_ge_5db_bits"] == "11" and summary["sound_alikes_fired_bits"] == "0"
 
 
 def test_missing_clips_are_one_line_naming_the_command(
