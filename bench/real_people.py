@@ -467,7 +467,8 @@ def _hit(fires: list[float], lead_s: float) -> bool:
     return any(t >= lead_s for t in fires)
 
 
-def _bits(flags: list[bool]) -> str:
+def bits(flags: list[bool]) -> str:
+    """Per-clip flags as a string of 0/1, so a later run on the same clips can pair with them."""
     return "".join("1" if f else "0" for f in flags)
 
 
@@ -568,9 +569,9 @@ def operating_points(result: dict, hours: float, clips: list[RealClip]) -> dict:
             "missed_clean_ci95": wilson(missed_clean, n),
             "missed_10db_ci95": wilson(missed_noisy, n),
             "missed_stream_ci95": wilson(n - sum(hs), n) if hs is not None else None,
-            "hits_clean": _bits(hc),
-            "hits_10db": _bits(hn),
-            "hits_stream": _bits(hs) if hs is not None else None,
+            "hits_clean": bits(hc),
+            "hits_10db": bits(hn),
+            "hits_stream": bits(hs) if hs is not None else None,
             "missed_10db_by_background": {
                 kind: round(
                     sum(not h for h, c in zip(hn, clips, strict=True) if c.background == kind) / count, 4

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bench.common import RESULTS_DIR, git_commit
-from bench.real_people import mcnemar_exact, wilson
+from bench.real_people import bits, mcnemar_exact, wilson
 
 if TYPE_CHECKING:  # training/ is imported where it is used: it pulls in the training stack
     from training.evaluate import EvalConfig, Item
@@ -68,13 +68,9 @@ class Outcome:
             "sound_alikes_fired": _rate(self.sound_alikes_fired),
             "real_speech_fired": _rate(self.real_speech_fired),
             # per clip, in item order (1 = missed / fired): another run on the same clips pairs with these
-            "missed_snr_ge_5db_bits": _bits(self.missed),
-            "sound_alikes_fired_bits": _bits(self.sound_alikes_fired),
+            "missed_snr_ge_5db_bits": bits(self.missed),
+            "sound_alikes_fired_bits": bits(self.sound_alikes_fired),
         }
-
-
-def _bits(flags: list[bool]) -> str:
-    return "".join("1" if f else "0" for f in flags)
 
 
 def _rate(flags: list[bool]) -> float | None:
@@ -226,7 +222,7 @@ def markdown(result: dict) -> str:
     ]
     for label, points in result["results"].items():
         for point, s in points.items():
-            ci = s["missed_snr_ge_5db_ci95"]
+            ci = s["missed_snr_ge_5db_ci95"] or (None, None)  # None: no positive at that SNR
             lines.append(
                 f"| {label} | {point} | {s['threshold']} / {s['patience_frames']} | {s['fa_per_hour']:.2f} | "
                 f"{_pct(s['missed_snr_ge_5db'])} ({_pct(ci[0])}-{_pct(ci[1])}) | {_pct(s['missed_all'])} | "
