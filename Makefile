@@ -61,6 +61,8 @@ model-smoke: $(VENV)/.dev-installed
 		--also-model training/work/smoke-model/smoke_ensemble.onnx --out training/work/smoke-model/synthetic-pairs
 	$(BIN)/python -m training.seed_mean --word "$(WORD)" --name smoke_seeds --profile smoke --seeds 7 8 \
 		--output-dir training/work/smoke-model --work-dir training/work/smoke_seeds
+	$(BIN)/python -m training.extra_mining --word "$(WORD)" --name smoke_seeds --profile smoke --train-seed 8 \
+		--mix soundalike --run-dir training/work/smoke_seeds/seed8 --output training/work/smoke-model/smoke_soundalike.onnx
 	$(BIN)/python -m training.make_model --word "$(WORD)" --name smoke_embedding --profile smoke --frontend speech-embedding --output-dir training/work/smoke-model
 	$(BIN)/python -m training.reevaluate --name smoke_embedding --models-dir training/work/smoke-model
 	$(BIN)/python -m training.frontend_experiment --word "$(WORD)" --name smoke_window --profile smoke \

@@ -383,6 +383,66 @@ def train_stage(config: RunConfig, parts: dict[str, Path], work: Path) -> dict:
     return summary
 
 
+@dataclass(frozen=True)
+class StreamMix:
+    """What a mining round's negative streams are made of (``ClipFactory.draw_negative_stream``).
+
+    The recipe's rounds use the default: a fifth music/noise, the rest speech drawn a third each
+    from sentences, real recordings of other words and sound-alikes."""
+
+    music_noise_p: float = 0.2
+    speech_weights: tuple[float, float, float] | None = None  # sentences, real speech, sound-alikes
+
+
+def mine_round(
+    net: WakeWordNet,
+    config: RunConfig,
+    factory: ds.ClipFactory,
+    round_no: int,
+    train: ClipArrays,
+    val: ClipArrays,
+    earlier: ClipArrays | None,
+    work: Path,
+    tag: str,
+    mix: StreamMix = StreamMix(),
+) -> tuple[ClipArrays, dict]:
+    """One round: fresh negative streams -> windows ``net`` fires on -> fine-tune on them plus the
+    ``earlier`` rounds' windows. ``tag`` names the round's files in ``work``; returns (all windows
+    so far, stats)."""
+    mcfg = config.mining
+    rng = np.random.default_rng([mcfg.seed, round_no])
+    n = int(mcfg.stream_s * ds.SAMPLE_RATE)
+    clips = (
+        (f"mining{round_no}", factory.draw_negative_stream(n, rng, mix.music_noise_p, mix.speech_weights))
+        for _ in range(mcfg.streams)
+    )
+    streams = ds.featurise(clips, mcfg.streams, n, config.dataset, config.features, f"mining round {tag}")
+    windows, stats = tr.mine_windows(
+        net,
+        streams.features,
+        train.features.shape[1],
+        mcfg.threshold,
+        rng,
+        mcfg.max_windows,
+        config.features.frames_per_second,
+    )
+    hours = mcfg.streams * mcfg.stream_s / 3600
+    stats.update(round=round_no + 1, hours=round(hours, 3), bursts_per_hour=round(stats["bursts"] / hours, 2))
+    log.info("mining round %s: %s", tag, stats)
+    found = ClipArrays(
+        windows,
+        np.zeros(windows.shape[:2], dtype=np.uint8),
+        np.ones(windows.shape[:2], dtype=np.uint8),
+        ["hard_negative"] * len(windows),
+    )
+    found.save(work / HARD_NEGATIVES.format(tag))
+    hard = found if earlier is None else ClipArrays.concatenate([earlier, found])  # keep earlier rounds
+    if len(hard):
+        ckpt = work / FINETUNE_CHECKPOINT.format(tag)
+        stats["finetune"] = tr.finetune_with_hard_negatives(net, train, hard, config.train, mcfg, ckpt, val)
+    return hard, stats
+
+
 def mining_stage(config: RunConfig, manifest: Path, parts: dict[str, Path], work: Path) -> dict:
     """Fresh negative streams from training sources (new seed) -> windows the model fires on -> fine-tune."""
     net, _ = load_checkpoint(work / TRAINED)
@@ -390,44 +450,10 @@ def mining_stage(config: RunConfig, manifest: Path, parts: dict[str, Path], work
     val = ClipArrays.load(parts["val"])
     sources = ds.load_sources(manifest, ds.TRAIN_SPLITS)
     factory = ds.ClipFactory(sources, config.dataset, config.features)
-    mcfg = config.mining
-    window = train.features.shape[1]
     results = []
     hard: ClipArrays | None = None
-    for round_no in range(mcfg.rounds):
-        rng = np.random.default_rng([mcfg.seed, round_no])
-        n = int(mcfg.stream_s * ds.SAMPLE_RATE)
-        clips = ((f"mining{round_no}", factory.draw_negative_stream(n, rng)) for _ in range(mcfg.streams))
-        streams = ds.featurise(
-            clips, mcfg.streams, n, config.dataset, config.features, f"mining round {round_no + 1}"
-        )
-        windows, stats = tr.mine_windows(
-            net,
-            streams.features,
-            window,
-            mcfg.threshold,
-            rng,
-            mcfg.max_windows,
-            config.features.frames_per_second,
-        )
-        hours = mcfg.streams * mcfg.stream_s / 3600
-        stats.update(
-            round=round_no + 1, hours=round(hours, 3), bursts_per_hour=round(stats["bursts"] / hours, 2)
-        )
-        log.info("mining round %d: %s", round_no + 1, stats)
-        found = ClipArrays(
-            windows,
-            np.zeros(windows.shape[:2], dtype=np.uint8),
-            np.ones(windows.shape[:2], dtype=np.uint8),
-            ["hard_negative"] * len(windows),
-        )
-        found.save(work / HARD_NEGATIVES.format(round_no + 1))
-        hard = found if hard is None else ClipArrays.concatenate([hard, found])  # keep earlier rounds
-        if len(hard):
-            ckpt = work / FINETUNE_CHECKPOINT.format(round_no + 1)
-            stats["finetune"] = tr.finetune_with_hard_negatives(
-                net, train, hard, config.train, mcfg, ckpt, val
-            )
+    for round_no in range(config.mining.rounds):
+        hard, stats = mine_round(net, config, factory, round_no, train, val, hard, work, str(round_no + 1))
         results.append(stats)
     save_checkpoint(net, _metadata(config), work / FINAL)
     return {"rounds": results}
