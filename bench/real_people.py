@@ -323,6 +323,7 @@ class Ours:
         from wakeword import frontend
 
         self.name = name
+        self.path = path
         self.label = f"wakeword {path.name} ({frontend.kind_of(self.model.features)})"
         if state_reset_s is not None:
             self.label += f", state_reset_s {state_reset_s:g}"
@@ -391,6 +392,24 @@ class Peer:
     def fires(self, trace: Trace, threshold: float) -> list[float]:
         assert trace.times is not None
         return rising_edge_fires(trace.times, trace.scores, threshold, self.strict, PEER_REFRACTORY_S)
+
+
+def distinct_labels(engines: list) -> None:
+    """Name our models by as much of their path as tells them apart.
+
+    Candidate models are often ``computer.onnx`` in different folders; rows that all read
+    ``wakeword computer.onnx`` cannot be matched to the model they measured.
+    """
+    ours = [engine for engine in engines if isinstance(engine, Ours)]
+    for depth in range(2, 1 + max((len(engine.path.parts) for engine in ours), default=0)):
+        labels = [engine.label for engine in ours]
+        clashing = [engine for engine in ours if labels.count(engine.label) > 1]
+        if not clashing:
+            return
+        for engine in clashing:
+            shown = "/".join(engine.path.parts[-depth + 1 :])
+            longer = "/".join(engine.path.parts[-depth:])
+            engine.label = engine.label.replace(f"wakeword {shown} ", f"wakeword {longer} ", 1)
 
 
 def _fresh_openwakeword(model: str):
@@ -759,6 +778,7 @@ def run(config: RealConfig) -> dict:
         peers, skipped = peer_engines(word)
         engines += peers
         notes += [f"{name} not run: {why}" for name, why in skipped.items()]
+    distinct_labels(engines)
     if not engines:
         raise SetupError(f"nothing to run for {word!r}: no model of ours (--model PATH) and no peer has one")
 

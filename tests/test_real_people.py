@@ -14,6 +14,8 @@ import soundfile as sf
 from bench import real_people as rp
 from tests.speech import bursts_clip
 
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
 RATE = 16000
 
 
@@ -207,3 +209,21 @@ def test_missing_manifest_is_one_line_naming_the_command(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "training.synthesize_data --word alexa" in err
+
+
+def test_models_with_one_file_name_get_labels_that_tell_them_apart(tmp_path: Path) -> None:
+    """Candidates are often ``computer.onnx`` in different folders; each row must name its own."""
+    import shutil
+
+    paths = []
+    for folder in ("run-a/mean", "run-b/mean"):
+        (tmp_path / folder).mkdir(parents=True)
+        paths.append(Path(shutil.copy(MODELS / "computer.onnx", tmp_path / folder / "computer.onnx")))
+    engines = [rp.Ours(path) for path in paths] + [rp.Ours(MODELS / "espresso.onnx")]
+    assert engines[0].label == engines[1].label  # the clash this fixes
+
+    rp.distinct_labels(engines)
+
+    assert engines[0].label.startswith("wakeword run-a/mean/computer.onnx (")
+    assert engines[1].label.startswith("wakeword run-b/mean/computer.onnx (")
+    assert engines[2].label.startswith("wakeword espresso.onnx (")
