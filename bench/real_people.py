@@ -73,6 +73,7 @@ class RealConfig:
     also_state_resets: tuple[float, ...] = ()
     # the first model again with its input amplified by these dB (a hotter microphone), paired with it
     also_input_gains_db: tuple[float, ...] = ()
+    also_hiss_dbfs: tuple[float, ...] = ()
     manifest: Path | None = None  # None: training/work/<word>/data/manifest.jsonl
     real_dir: Path = SHARED_REAL_SPEECH
     hours: float = 3.0  # negative streams
@@ -306,6 +307,7 @@ class Ours:
         name: str = "ours",
         state_reset_s: float | None = None,
         input_gain_db: float = 0.0,
+        hiss_dbfs: float | None = None,
     ) -> None:
         from wakeword import Detector
         from wakeword.model import WakeWordModel
@@ -332,6 +334,11 @@ class Ours:
         self.input_gain = 10.0 ** (input_gain_db / 20.0)
         if input_gain_db:
             self.label += f", input {input_gain_db:+g} dB"
+        # A steady white noise floor under everything (clips and negatives alike), as a hissy
+        # microphone or preamp adds: the recordings with a high floor are the ones we miss most.
+        self.hiss_dbfs = hiss_dbfs
+        if hiss_dbfs is not None:
+            self.label += f", white noise {hiss_dbfs:g} dBFS"
         self.rule = (
             f"runtime Debouncer: smoothing {self.settings.smoothing_frames}, patience "
             f"{self.settings.patience_frames} frames, refractory {self.settings.refractory_s} s"
@@ -344,6 +351,8 @@ class Ours:
             from wakeword.audio import float_to_int16
 
             audio = float_to_int16(audio.astype(np.float32) * np.float32(self.input_gain / 32768.0))
+        if self.hiss_dbfs is not None:
+            audio = add_hiss(audio, self.hiss_dbfs)
         fired = []
         for chunk in _chunks(audio):
             fired += self.detector.process(chunk)
@@ -365,6 +374,17 @@ class Ours:
             cfg.window_samples / cfg.sample_rate,
         )
         return [d.time_s for d in debouncer.process(trace.scores)]
+
+
+def add_hiss(audio: np.ndarray, dbfs: float) -> np.ndarray:
+    """``audio`` (int16) plus white noise of RMS ``dbfs`` re full scale, clipped to int16; the noise
+    is seeded by the audio itself, so every run (and every model) hears the same hiss on a clip and
+    different clips get different hiss."""
+    from wakeword.audio import float_to_int16
+
+    seed = [len(audio), int(np.abs(audio[:4096].astype(np.int64)).sum()), 2026]
+    noise = np.random.default_rng(seed).standard_normal(len(audio)) * 10.0 ** (dbfs / 20.0)
+    return float_to_int16((audio.astype(np.float64) / 32768.0 + noise).astype(np.float32))
 
 
 class Peer:
@@ -764,6 +784,8 @@ def run(config: RealConfig) -> dict:
             engines.append(Ours(Path(model), name=f"ours-state{seconds:g}", state_reset_s=seconds))
         for gain_db in config.also_input_gains_db:
             engines.append(Ours(Path(model), name=f"ours-gain{gain_db:+g}dB", input_gain_db=gain_db))
+        for dbfs in config.also_hiss_dbfs:
+            engines.append(Ours(Path(model), name=f"ours-hiss{dbfs:g}dBFS", hiss_dbfs=dbfs))
     else:
         notes.append(f"no model of ours for {word!r} (models/{word_slug(word)}.onnx absent, no --model)")
     for number, extra in enumerate(config.also_models, start=2):
@@ -943,6 +965,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DB",
         help="run the model again on every clip and negative amplified by DB (clipped to 16 bits), paired",
     )
+    p.add_argument(
+        "--also-hiss",
+        type=float,
+        action="append",
+        default=[],
+        metavar="DBFS",
+        help="run the model again with white noise of this RMS (dBFS) under every clip and negative, paired",
+    )
     p.add_argument("--manifest", type=Path, help="synthesised manifest (default training/work/<word>/data/)")
     p.add_argument("--hours", type=float, help="hours of negative streams (default 3; --quick: 1 minute)")
     p.add_argument("--max-clips", type=int, help="a seeded subset of the recordings")
@@ -963,6 +993,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--also-state-reset must be 0 (one state) or 1..3600 seconds")
     if any(abs(g) > 40 for g in args.also_input_gain):
         p.error("--also-input-gain must be within -40..40 dB")
+    if any(not -100 <= h <= -10 for h in args.also_hiss):
+        p.error("--also-hiss must be within -100..-10 dBFS")
     if args.max_clips is not None and args.max_clips < 1:
         p.error("--max-clips must be at least 1")
     config = RealConfig(
@@ -971,6 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
         also_models=tuple(args.also_model),
         also_state_resets=tuple(args.also_state_reset),
         also_input_gains_db=tuple(args.also_input_gain),
+        also_hiss_dbfs=tuple(args.also_hiss),
         manifest=args.manifest,
         real_dir=args.real_speech,
         max_clips=args.max_clips,

@@ -227,3 +227,27 @@ def test_models_with_one_file_name_get_labels_that_tell_them_apart(tmp_path: Pat
     assert engines[0].label.startswith("wakeword run-a/mean/computer.onnx (")
     assert engines[1].label.startswith("wakeword run-b/mean/computer.onnx (")
     assert engines[2].label.startswith("wakeword espresso.onnx (")
+
+
+def test_hiss_is_white_noise_at_the_level_asked_and_the_same_on_every_run() -> None:
+    rng = np.random.default_rng(3)
+    clip = (rng.standard_normal(RATE * 2) * 3000).astype(np.int16)
+    other = (rng.standard_normal(RATE * 2) * 3000).astype(np.int16)
+
+    hissed = rp.add_hiss(clip, -40.0)
+
+    added = (hissed.astype(np.float64) - clip) / 32768.0
+    assert 20 * np.log10(np.sqrt(np.mean(added**2))) == pytest.approx(-40.0, abs=0.2)
+    spectrum = np.abs(np.fft.rfft(added)) ** 2
+    low, high = spectrum[: len(spectrum) // 2].mean(), spectrum[len(spectrum) // 2 :].mean()
+    assert high / low == pytest.approx(1.0, abs=0.1)  # flat: white, not coloured
+    assert np.array_equal(rp.add_hiss(clip, -40.0), hissed)
+    other_added = rp.add_hiss(other, -40.0).astype(np.float64) - other
+    assert abs(np.corrcoef(added, other_added)[0, 1]) < 0.05  # each clip its own hiss
+
+
+def test_hiss_out_of_range_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        rp.main(["--word", "computer", "--also-hiss", "-5"])
+    assert exit_info.value.code == 2
+    assert "--also-hiss must be within -100..-10 dBFS" in capsys.readouterr().err
