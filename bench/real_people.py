@@ -391,16 +391,36 @@ class Peer:
     """A peer engine behind bench.peers' ``scores()``; a fresh instance per clip."""
 
     def __init__(
-        self, name: str, label: str, factory: Callable, default_threshold: float, strict: bool
+        self,
+        name: str,
+        label: str,
+        factory: Callable,
+        default_threshold: float,
+        strict: bool,
+        hiss_dbfs: float | None = None,
     ) -> None:
         self.name, self.label, self._factory = name, label, factory
         self.default_threshold, self.strict = default_threshold, strict
+        self.hiss_dbfs = hiss_dbfs
         self.rule = (
             f"fires when the score is {'above' if strict else 'at or above'} the threshold, once per run "
             f"above it, refractory {PEER_REFRACTORY_S} s"
         )
 
+    def with_hiss(self, dbfs: float) -> Peer:
+        """The same peer over a steady white noise (``--also-hiss``), to pair with itself."""
+        return Peer(
+            f"{self.name}-hiss{dbfs:g}dBFS",
+            f"{self.label}, white noise {dbfs:g} dBFS",
+            self._factory,
+            self.default_threshold,
+            self.strict,
+            hiss_dbfs=dbfs,
+        )
+
     def trace(self, audio: np.ndarray) -> Trace:
+        if self.hiss_dbfs is not None:
+            audio = add_hiss(audio, self.hiss_dbfs)
         engine = self._factory()
         pairs = [pair for chunk in _chunks(audio) for pair in engine.scores(chunk)]
         times = np.array([t for t, _ in pairs], dtype=np.float64)
@@ -798,7 +818,7 @@ def run(config: RealConfig) -> dict:
     skipped: dict[str, str] = {}
     if config.peers:
         peers, skipped = peer_engines(word)
-        engines += peers
+        engines += peers + [peer.with_hiss(dbfs) for peer in peers for dbfs in config.also_hiss_dbfs]
         notes += [f"{name} not run: {why}" for name, why in skipped.items()]
     distinct_labels(engines)
     if not engines:
@@ -971,7 +991,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="DBFS",
-        help="run the model again with white noise of this RMS (dBFS) under every clip and negative, paired",
+        help="run the model (and each peer) again with white noise of this RMS (dBFS) under every clip and "
+        "negative, paired",
     )
     p.add_argument("--manifest", type=Path, help="synthesised manifest (default training/work/<word>/data/)")
     p.add_argument("--hours", type=float, help="hours of negative streams (default 3; --quick: 1 minute)")

@@ -251,3 +251,21 @@ def test_hiss_out_of_range_is_refused_in_one_line(capsys: pytest.CaptureFixture[
         rp.main(["--word", "computer", "--also-hiss", "-5"])
     assert exit_info.value.code == 2
     assert "--also-hiss must be within -100..-10 dBFS" in capsys.readouterr().err
+
+
+def test_a_peer_with_hiss_hears_the_hiss_and_is_named_for_it() -> None:
+    """The hiss must reach the peer's input (here an engine that scores its input's loudness)."""
+
+    class Loudness:
+        def scores(self, chunk: np.ndarray) -> list[tuple[float, float]]:
+            return [(0.0, float(np.abs(chunk.astype(np.float64)).mean()))]
+
+    plain = rp.Peer("loud", "loudness meter", Loudness, 0.5, strict=True)
+    hissed = plain.with_hiss(-40.0)
+    silence = np.zeros(RATE, dtype=np.int16)
+
+    assert float(plain.trace(silence).scores.max()) == 0.0
+    expected = 10 ** (-40 / 20) * 32768 * np.sqrt(2 / np.pi)  # mean |x| of white noise of that RMS
+    assert float(hissed.trace(silence).scores.mean()) == pytest.approx(expected, rel=0.1)
+    assert hissed.name == "loud-hiss-40dBFS" and hissed.label == "loudness meter, white noise -40 dBFS"
+    assert (hissed.default_threshold, hissed.strict) == (plain.default_threshold, plain.strict)
