@@ -307,7 +307,6 @@ class Ours:
         name: str = "ours",
         state_reset_s: float | None = None,
         input_gain_db: float = 0.0,
-        hiss_dbfs: float | None = None,
     ) -> None:
         from wakeword import Detector
         from wakeword.model import WakeWordModel
@@ -334,11 +333,6 @@ class Ours:
         self.input_gain = 10.0 ** (input_gain_db / 20.0)
         if input_gain_db:
             self.label += f", input {input_gain_db:+g} dB"
-        # A steady white noise floor under everything (clips and negatives alike), as a hissy
-        # microphone or preamp adds: the recordings with a high floor are the ones we miss most.
-        self.hiss_dbfs = hiss_dbfs
-        if hiss_dbfs is not None:
-            self.label += f", white noise {hiss_dbfs:g} dBFS"
         self.rule = (
             f"runtime Debouncer: smoothing {self.settings.smoothing_frames}, patience "
             f"{self.settings.patience_frames} frames, refractory {self.settings.refractory_s} s"
@@ -351,8 +345,6 @@ class Ours:
             from wakeword.audio import float_to_int16
 
             audio = float_to_int16(audio.astype(np.float32) * np.float32(self.input_gain / 32768.0))
-        if self.hiss_dbfs is not None:
-            audio = add_hiss(audio, self.hiss_dbfs)
         fired = []
         for chunk in _chunks(audio):
             fired += self.detector.process(chunk)
@@ -397,30 +389,15 @@ class Peer:
         factory: Callable,
         default_threshold: float,
         strict: bool,
-        hiss_dbfs: float | None = None,
     ) -> None:
         self.name, self.label, self._factory = name, label, factory
         self.default_threshold, self.strict = default_threshold, strict
-        self.hiss_dbfs = hiss_dbfs
         self.rule = (
             f"fires when the score is {'above' if strict else 'at or above'} the threshold, once per run "
             f"above it, refractory {PEER_REFRACTORY_S} s"
         )
 
-    def with_hiss(self, dbfs: float) -> Peer:
-        """The same peer over a steady white noise (``--also-hiss``), to pair with itself."""
-        return Peer(
-            f"{self.name}-hiss{dbfs:g}dBFS",
-            f"{self.label}, white noise {dbfs:g} dBFS",
-            self._factory,
-            self.default_threshold,
-            self.strict,
-            hiss_dbfs=dbfs,
-        )
-
     def trace(self, audio: np.ndarray) -> Trace:
-        if self.hiss_dbfs is not None:
-            audio = add_hiss(audio, self.hiss_dbfs)
         engine = self._factory()
         pairs = [pair for chunk in _chunks(audio) for pair in engine.scores(chunk)]
         times = np.array([t for t, _ in pairs], dtype=np.float64)
@@ -432,6 +409,26 @@ class Peer:
     def fires(self, trace: Trace, threshold: float) -> list[float]:
         assert trace.times is not None
         return rising_edge_fires(trace.times, trace.scores, threshold, self.strict, PEER_REFRACTORY_S)
+
+
+class Hissed:
+    """Any engine (ours or a peer) over a steady white noise floor under every clip and negative
+    (``--also-hiss``), as a hissy microphone or preamp adds: the recordings with a high floor are
+    the ones we miss most. Everything but the input is the wrapped engine's."""
+
+    def __init__(self, engine: Ours | Peer, dbfs: float) -> None:
+        self.inner, self.hiss_dbfs = engine, dbfs
+        self.name = f"{engine.name}-hiss{dbfs:g}dBFS"
+
+    @property
+    def label(self) -> str:  # read when measured, after distinct_labels has named the inner engine
+        return f"{self.inner.label}, white noise {self.hiss_dbfs:g} dBFS"
+
+    def trace(self, audio: np.ndarray) -> Trace:
+        return self.inner.trace(add_hiss(audio, self.hiss_dbfs))
+
+    def __getattr__(self, attribute: str):  # default_threshold, rule, fires, strict, ...
+        return getattr(self.inner, attribute)
 
 
 def distinct_labels(engines: list) -> None:
@@ -588,7 +585,7 @@ def measure(
         "points": points,
         "_hits": hits,
     }
-    if isinstance(engine, Ours):  # the sweep must replay exactly what the Detector did
+    if isinstance(getattr(engine, "inner", engine), Ours):  # the sweep must replay what the Detector did
         default = engine.default_threshold
         out["sweep_mismatches_vs_detector"] = sum(
             [round(t, 4) for t in engine.fires(tr, default)] != [round(t, 4) for t in tr.fired]
@@ -804,8 +801,7 @@ def run(config: RealConfig) -> dict:
             engines.append(Ours(Path(model), name=f"ours-state{seconds:g}", state_reset_s=seconds))
         for gain_db in config.also_input_gains_db:
             engines.append(Ours(Path(model), name=f"ours-gain{gain_db:+g}dB", input_gain_db=gain_db))
-        for dbfs in config.also_hiss_dbfs:
-            engines.append(Ours(Path(model), name=f"ours-hiss{dbfs:g}dBFS", hiss_dbfs=dbfs))
+        engines += [Hissed(ours, dbfs) for dbfs in config.also_hiss_dbfs]
     else:
         notes.append(f"no model of ours for {word!r} (models/{word_slug(word)}.onnx absent, no --model)")
     for number, extra in enumerate(config.also_models, start=2):
@@ -818,7 +814,7 @@ def run(config: RealConfig) -> dict:
     skipped: dict[str, str] = {}
     if config.peers:
         peers, skipped = peer_engines(word)
-        engines += peers + [peer.with_hiss(dbfs) for peer in peers for dbfs in config.also_hiss_dbfs]
+        engines += peers + [Hissed(peer, dbfs) for peer in peers for dbfs in config.also_hiss_dbfs]
         notes += [f"{name} not run: {why}" for name, why in skipped.items()]
     distinct_labels(engines)
     if not engines:

@@ -261,7 +261,7 @@ def test_a_peer_with_hiss_hears_the_hiss_and_is_named_for_it() -> None:
             return [(0.0, float(np.abs(chunk.astype(np.float64)).mean()))]
 
     plain = rp.Peer("loud", "loudness meter", Loudness, 0.5, strict=True)
-    hissed = plain.with_hiss(-40.0)
+    hissed = rp.Hissed(plain, -40.0)
     silence = np.zeros(RATE, dtype=np.int16)
 
     assert float(plain.trace(silence).scores.max()) == 0.0
