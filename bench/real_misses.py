@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,15 +67,10 @@ def profile(samples: np.ndarray, sample_rate: int = 16000) -> RecordingProfile:
 
 
 def fisher_exact(a: int, b: int, c: int, d: int) -> float:
-    """Two-sided exact p of the 2x2 table [[a, b], [c, d]] (sum of tables no likelier than it)."""
-    row1, col1, total = a + b, a + c, a + b + c + d
+    """Two-sided exact p of the 2x2 table [[a, b], [c, d]] (scipy's: tables no likelier than it)."""
+    from scipy.stats import fisher_exact as scipy_fisher_exact
 
-    def prob(x: int) -> float:
-        return math.comb(col1, x) * math.comb(total - col1, row1 - x) / math.comb(total, row1)
-
-    observed = prob(a)
-    low, high = max(0, row1 + col1 - total), min(row1, col1)
-    return min(1.0, sum(p for x in range(low, high + 1) if (p := prob(x)) <= observed * (1 + 1e-9)))
+    return float(scipy_fisher_exact([[a, b], [c, d]], alternative="two-sided").pvalue)
 
 
 def quartile_table(values: np.ndarray, missed: np.ndarray) -> dict:
