@@ -40,9 +40,9 @@ from training.make_model import (
     LOGMEL,
     RunConfig,
     StreamMix,
-    _metadata,
     default_data_dir,
     mine_round,
+    model_metadata,
 )
 
 log = logging.getLogger("training.extra_mining")
@@ -93,8 +93,8 @@ def extra_round(config: RunConfig, work: Path, data_dir: Path, mix_name: str, ou
     _, stats = mine_round(
         net, config, factory, config.mining.rounds, train, val, earlier, work, tag, MIXES[mix_name]
     )
-    save_checkpoint(net, _metadata(config), work / f"final-{tag}.pt")
-    export_onnx(net, _metadata(config), output)
+    save_checkpoint(net, model_metadata(config), work / f"final-{tag}.pt")
+    export_onnx(net, model_metadata(config), output)
     log.info("wrote %s", output)
     return stats
 

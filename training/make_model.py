@@ -337,7 +337,7 @@ def _slug(word: str) -> str:
     return "_".join("".join(c if c.isalnum() else " " for c in word.lower()).split()) or "word"
 
 
-def _metadata(config: RunConfig, detector: DetectorSettings | None = None) -> ModelMetadata:
+def model_metadata(config: RunConfig, detector: DetectorSettings | None = None) -> ModelMetadata:
     detector = detector or config.detector
     return ModelMetadata(
         wake_word=config.word,
@@ -379,7 +379,7 @@ def train_stage(config: RunConfig, parts: dict[str, Path], work: Path) -> dict:
     net = WakeWordNet(config.network)
     tr.set_normalisation(net, train)
     summary = tr.train_model(net, train, train_long, config.train, work, val)
-    save_checkpoint(net, _metadata(config), work / TRAINED)
+    save_checkpoint(net, model_metadata(config), work / TRAINED)
     return summary
 
 
@@ -455,7 +455,7 @@ def mining_stage(config: RunConfig, manifest: Path, parts: dict[str, Path], work
     for round_no in range(config.mining.rounds):
         hard, stats = mine_round(net, config, factory, round_no, train, val, hard, work, str(round_no + 1))
         results.append(stats)
-    save_checkpoint(net, _metadata(config), work / FINAL)
+    save_checkpoint(net, model_metadata(config), work / FINAL)
     return {"rounds": results}
 
 
@@ -685,7 +685,7 @@ def make_model(config: RunConfig, output_dir: Path, work: Path, data_dir: Path, 
     )
     eval_model = work / "model-eval.onnx"
     net, _ = load_checkpoint(work / FINAL)
-    export_onnx(net, _metadata(config), eval_model)
+    export_onnx(net, model_metadata(config), eval_model)
     det_png = output_dir / f"{config.name}-det.png"
     figures = stages.run(
         "evaluate",
@@ -695,7 +695,7 @@ def make_model(config: RunConfig, output_dir: Path, work: Path, data_dir: Path, 
     plot_det(figures["det_points"], chosen_point(figures), figures["shipped"]["negative_hours"], det_png,
              f"{config.word}: streaming, held-out voices")  # fmt: skip
     final = output_dir / f"{config.name}.onnx"
-    export_onnx(net, _metadata(config, DetectorSettings(**figures["detector"])), final)
+    export_onnx(net, model_metadata(config, DetectorSettings(**figures["detector"])), final)
     params = net.parameter_count()
     size = final.stat().st_size
     total_s = round(time.monotonic() - started, 1)
