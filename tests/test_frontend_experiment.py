@@ -61,3 +61,21 @@ def test_logmel_domain_adversarial_changes_only_the_critic_weight() -> None:
 def test_logmel_experiments_refuse_what_does_not_fit(network: str, weight: float | None) -> None:
     with pytest.raises(ValueError):
         experiment_config("computer", "computer", "full", network, None, None, None, None, LOGMEL, weight)
+
+
+def test_band_limit_changes_only_the_share_of_narrow_band_clips() -> None:
+    recipe = profile_config("computer", "computer", "full", None, LOGMEL)
+    assert recipe.dataset.augment.band_limit_p == 0.0  # off in every shipped recipe
+    config = experiment_config(
+        "computer", "computer", "full", "gru", None, None, None, None, LOGMEL, None, None, 0.3
+    )
+    assert config.dataset.augment.band_limit_p == 0.3
+    assert dataclasses.replace(config, dataset=recipe.dataset) == recipe
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_band_limit_share_outside_0_1_is_refused(share: float) -> None:
+    with pytest.raises(ValueError):
+        experiment_config(
+            "computer", "computer", "full", "gru", None, None, None, None, LOGMEL, None, None, share
+        )

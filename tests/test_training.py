@@ -469,3 +469,34 @@ def test_embedding_dataset_uses_the_streamed_front_end_and_labels_the_same_time_
             assert first * 1280 + 1632 >= clip.end_sample > (first - 1) * 1280 + 1632
         else:
             assert len(ones) == 0
+
+
+def _band_power(x: np.ndarray, low_hz: float, high_hz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1.0 / SR)
+    return float(spectrum[(freqs >= low_hz) & (freqs < high_hz)].mean())
+
+
+def test_band_limit_empties_the_bands_above_its_cutoff_and_keeps_those_below() -> None:
+    from training.augment import band_limit
+
+    noise = np.random.default_rng(3).standard_normal(SR).astype(np.float32) * 0.1
+    out = band_limit(noise, 3000.0)
+    assert out.shape == noise.shape and out.dtype == np.float32
+    assert _band_power(out, 200.0, 2700.0) == pytest.approx(_band_power(noise, 200.0, 2700.0), rel=0.1)
+    assert _band_power(out, 3300.0, 8000.0) < 1e-4 * _band_power(noise, 3300.0, 8000.0)
+    assert band_limit(noise, 8000.0) is noise  # a chain at 16 kHz or more changes nothing
+
+
+def test_finish_band_limits_after_the_noise_floor_only_when_asked() -> None:
+    """The floor is added before the band limit, so a band-limited clip's upper bands are empty, as in
+    audio that passed a narrow-band chain; with the recipe's default (off) they hold the floor."""
+    from training.augment import finish
+
+    silence = np.zeros(SR, dtype=np.float32)
+    clean = AugmentConfig(colour_p=0.0, noise_floor_dbfs=(-50.0, -50.0))
+    limited = AugmentConfig(colour_p=0.0, noise_floor_dbfs=(-50.0, -50.0), band_limit_p=1.0)
+    off = finish(silence, np.random.default_rng(5), clean)
+    on = finish(silence, np.random.default_rng(5), limited)
+    assert _band_power(on, 100.0, 2400.0) > 0.0
+    assert _band_power(on, 5300.0, 8000.0) < 1e-3 * _band_power(off, 5300.0, 8000.0)

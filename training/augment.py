@@ -35,6 +35,10 @@ class AugmentConfig:
     colour_p: float = 0.7
     speed_p: float = 0.5
     speed: tuple[float, float] = (0.88, 1.12)  # resampling: tempo and formants together (a crude VTLP)
+    # A narrow-band chain (8 kHz capture, a phone or VoIP codec) after the noise floor: upper bands empty,
+    # as in many real recordings. 0 = off (the shipped recipe); see bench/results/band-limit-rule.md.
+    band_limit_p: float = 0.0
+    band_limit_hz: tuple[float, float] = (2500.0, 5000.0)  # cutoff, drawn uniformly
 
 
 def quantise_int16(x: np.ndarray) -> np.ndarray:
@@ -114,6 +118,19 @@ def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
     return soxr.resample(x, SAMPLE_RATE * factor, SAMPLE_RATE).astype(np.float32)
 
 
+def band_limit(x: np.ndarray, cutoff_hz: float) -> np.ndarray:
+    """Through a chain sampled at twice ``cutoff_hz`` and back: nothing above the cutoff survives,
+    noise floor included (a steep anti-alias filter, unlike the gentle low-pass of colour_filter)."""
+    low_rate = 2.0 * cutoff_hz
+    if low_rate >= SAMPLE_RATE:
+        return x
+    narrow = soxr.resample(x, SAMPLE_RATE, low_rate)
+    back = soxr.resample(narrow, low_rate, SAMPLE_RATE).astype(np.float32)
+    out = np.zeros_like(x)
+    out[: min(len(x), len(back))] = back[: len(x)]
+    return out
+
+
 def coloured_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     """Unit-RMS noise with a random spectral tilt (white .. nearly brown), by a one-pole filter."""
     white = rng.standard_normal(n).astype(np.float32)
@@ -129,7 +146,7 @@ def scale_to_snr(foreground: np.ndarray, background: np.ndarray, snr_db: float) 
 
 
 def finish(x: np.ndarray, rng: np.random.Generator, config: AugmentConfig, colour: bool = True) -> np.ndarray:
-    """Microphone stage on the whole mix: colouring, self-noise, gain, clipping, 16-bit."""
+    """Microphone stage on the whole mix: colouring, gain, clipping, self-noise, band limit, 16-bit."""
     if colour and rng.random() < config.colour_p:
         x = apply_colour(x, colour_filter(rng))
     peak = float(np.max(np.abs(x))) if x.size else 0.0
@@ -139,6 +156,9 @@ def finish(x: np.ndarray, rng: np.random.Generator, config: AugmentConfig, colou
     x = x * (target / peak) if peak > 1e-6 else x
     floor = db_to_amplitude(rng.uniform(*config.noise_floor_dbfs))
     x = x + floor * coloured_noise(rng, len(x))
+    # Drawn only when on, so the default recipe's random stream (and its datasets) stay as they were.
+    if config.band_limit_p > 0.0 and rng.random() < config.band_limit_p:
+        x = band_limit(x, rng.uniform(*config.band_limit_hz))
     return quantise_int16(x)
 
 

@@ -2,8 +2,8 @@
 
 Not a shipped recipe: each variant here was judged on real people and not kept, and this module
 exists so its figures can be reproduced rather than trusted. It changes only the network, the
-hard-negative mining, the training seed or the domain-adversarial weight of ``make_model``'s recipe
-for a front end (speech-embedding unless ``--frontend logmel``); data, labels and evaluation are the
+hard-negative mining, the training seed, the domain-adversarial weight or the share of band-limited
+clips of ``make_model``'s recipe for a front end (speech-embedding unless ``--frontend logmel``); data, labels and evaluation are the
 recipe's own, so a run is paired with ``bench.real_people --also-model models/computer.onnx``.
 
     python -m training.frontend_experiment --word computer --network window --mining-rounds 6 \\
@@ -62,6 +62,7 @@ def experiment_config(
     frontend_name: str = SPEECH_EMBEDDING,
     domain_weight: float | None = None,
     threads: int | None = None,
+    band_limit_p: float | None = None,
 ) -> RunConfig:
     """A front end's recipe with the network, mining, training seed and/or domain-adversarial weight
     swapped (None keeps the recipe's)."""
@@ -102,7 +103,14 @@ def experiment_config(
         if threads < 1:
             raise ValueError("--threads must be at least 1")
         train = dataclasses.replace(train, threads=threads)
-    return dataclasses.replace(config, mining=mining, train=train)
+    dataset = config.dataset
+    if band_limit_p is not None:
+        if not 0.0 <= band_limit_p <= 1.0:
+            raise ValueError("--band-limit-p must be between 0 and 1")
+        dataset = dataclasses.replace(
+            dataset, augment=dataclasses.replace(dataset.augment, band_limit_p=band_limit_p)
+        )
+    return dataclasses.replace(config, mining=mining, train=train, dataset=dataset)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         help="torch threads while training (recipe: 2 for log-mel, 1 for speech-embedding); 1 lets two "
         "runs share the 2-core machine without spin-waiting",
     )
+    parser.add_argument(
+        "--band-limit-p",
+        type=float,
+        help="share of training clips sent through a 2.5-5 kHz narrow-band chain after the noise floor "
+        "(training.augment.band_limit; recipe: 0, off)",
+    )
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--work-dir", type=Path, help="default: OUTPUT_DIR/work")
     parser.add_argument("--skip-synth", action="store_true", help="use the manifest already synthesised")
@@ -156,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             args.frontend,
             args.domain_weight,
             args.threads,
+            args.band_limit_p,
         )
         card = make_model(
             config,
