@@ -672,6 +672,21 @@ def compare(engines: dict, reference: str) -> dict:
     return out
 
 
+def hiss_comparisons(measured: dict, engines: list) -> dict:
+    """Per hiss level, every hissed engine against the reference's hissed twin (McNemar, as compare):
+    a candidate over the hiss is judged against the reference over the same hiss, not against it clean."""
+    out: dict = {}
+    hissed = [engine for engine in engines if isinstance(engine, Hissed)]
+    for level in sorted({engine.hiss_dbfs for engine in hissed}):
+        twins = [engine.name for engine in hissed if engine.hiss_dbfs == level]
+        if len(twins) > 1:
+            out[f"{level:g} dBFS"] = {
+                "reference": twins[0],
+                **compare({n: measured[n] for n in twins}, twins[0]),
+            }
+    return out
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -722,6 +737,21 @@ def markdown(results: dict) -> str:
                 f"{op['fa_per_hour']:.2f} ({op['false_accepts']}) | {p} |"
             )
     lines.append("")
+    for level, by_point in results.get("hiss_comparisons", {}).items():
+        twin = by_point["reference"]
+        lines.append(
+            f"Over the {level} hiss, against {results['engines'][twin]['label']} over the same hiss "
+            f"(p clean / {meta['snr_db']:g} dB / one stream):"
+        )
+        lines.append("")
+        for point, cells in by_point.items():
+            if point == "reference":
+                continue
+            for name, cmp in cells.items():
+                conditions = [cond for cond in ("clean", "10db", "stream") if cond in cmp]
+                p = " / ".join(_p(cmp[cond]["p_mcnemar"]) for cond in conditions)
+                lines.append(f"- {results['engines'][name]['label']}, {point}: p {p}")
+        lines.append("")
     for note in meta["notes"]:
         lines.append(f"- {note}")
     return "\n".join(lines) + "\n"
@@ -804,13 +834,16 @@ def run(config: RealConfig) -> dict:
         engines += [Hissed(ours, dbfs) for dbfs in config.also_hiss_dbfs]
     else:
         notes.append(f"no model of ours for {word!r} (models/{word_slug(word)}.onnx absent, no --model)")
+    extras = []
     for number, extra in enumerate(config.also_models, start=2):
         from wakeword.errors import ModelError
 
         try:
-            engines.append(Ours(Path(extra), name=f"ours-{number}"))
+            extras.append(Ours(Path(extra), name=f"ours-{number}"))
         except ModelError as exc:
             raise SetupError(str(exc)) from exc
+    # every candidate gets the hiss too, so candidates are compared hissed against hissed
+    engines += extras + [Hissed(extra, dbfs) for extra in extras for dbfs in config.also_hiss_dbfs]
     skipped: dict[str, str] = {}
     if config.peers:
         peers, skipped = peer_engines(word)
@@ -856,6 +889,7 @@ def run(config: RealConfig) -> dict:
             )
     reference = engines[0].name
     results["comparisons"] = compare(results["engines"], reference)
+    results["hiss_comparisons"] = hiss_comparisons(results["engines"], engines)
     notes += [
         "p is paired per recording: the folder has no speaker ids (its README: more than 50 speakers across "
         "the 1,110 files), so several recordings can share a speaker and p is optimistic",
@@ -987,8 +1021,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="DBFS",
-        help="run the model (and each peer) again with white noise of this RMS (dBFS) under every clip and "
-        "negative, paired",
+        help="run each model of ours (and each peer) again with white noise of this RMS (dBFS) under every "
+        "clip and negative, paired",
     )
     p.add_argument("--manifest", type=Path, help="synthesised manifest (default training/work/<word>/data/)")
     p.add_argument("--hours", type=float, help="hours of negative streams (default 3; --quick: 1 minute)")

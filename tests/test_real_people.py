@@ -148,7 +148,8 @@ def test_quick_run_end_to_end(
     out = tmp_path / "results"
     argv = ["--word", "alexa", "--model", str(loud_model_path), "--manifest", str(tiny_manifest)]
     argv += ["--real-speech", str(real_dir), "--out-dir", str(out), "--quick", "--hours", str(40 / 3600)]
-    assert rp.main([*argv, "--also-state-reset", "0", "--also-input-gain", "-40"]) == 0
+    extra = ["--also-state-reset", "0", "--also-input-gain", "-40", "--also-model", str(loud_model_path)]
+    assert rp.main([*argv, *extra, "--also-hiss", "-40"]) == 0
     results = json.loads((out / "quick-real-people-alexa.json").read_text())
     meta = results["meta"]
     assert meta["recordings"] == 4 and meta["negative_hours"] == pytest.approx(40 / 3600, rel=0.01)
@@ -172,8 +173,16 @@ def test_quick_run_end_to_end(
     assert "input -40 dB" in quiet["label"]
     assert quiet["operating_points"]["default"]["missed_clean"] == 1.0  # the bursts no longer sound loud
     assert quiet["operating_points"]["default"]["fa_per_hour"] < default["fa_per_hour"]
+    # every model of ours gets the hiss, and a candidate over the hiss is paired with the reference over
+    # the same hiss: the same model hears the same hissed audio, so the two agree clip for clip
+    hissed = results["hiss_comparisons"]["-40 dBFS"]
+    assert hissed["reference"] == "ours-hiss-40dBFS"
+    twin = hissed["default"]["ours-2-hiss-40dBFS"]["clean"]
+    assert twin["only_ours-hiss-40dBFS_detected"] == twin["only_ours-2-hiss-40dBFS_detected"] == 0
+    assert twin["p_mcnemar"] == 1.0
     table = (out / "quick-real-people-alexa.md").read_text()
     assert "| engine | operating point |" in table and "p vs ours" in table
+    assert "Over the -40 dBFS hiss, against" in table
     assert (out / meta["det_png"]).stat().st_size > 0
 
 
