@@ -3,8 +3,9 @@
 Not a shipped recipe: each variant here was judged on real people and not kept, and this module
 exists so its figures can be reproduced rather than trusted. It changes only the network, the
 hard-negative mining, the training seed, the domain-adversarial weight or the share of band-limited
-clips of ``make_model``'s recipe for a front end (speech-embedding unless ``--frontend logmel``); data, labels and evaluation are the
-recipe's own, so a run is paired with ``bench.real_people --also-model models/computer.onnx``.
+clips of ``make_model``'s recipe for a front end (speech-embedding unless ``--frontend logmel``);
+data, labels and evaluation are the recipe's own, so a run is paired with
+``bench.real_people --also-model models/computer.onnx``.
 
     python -m training.frontend_experiment --word computer --network window --mining-rounds 6 \\
         --mining-hours 6 --output-dir /tmp/models-run5 --skip-synth
