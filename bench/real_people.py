@@ -325,18 +325,23 @@ class Ours:
 
         self.name = name
         self.path = path
-        self.label = f"wakeword {path.name} ({frontend.kind_of(self.model.features)})"
+        self.shown_path = path.name  # distinct_labels lengthens it where models share a file name
+        self._label_suffix = f" ({frontend.kind_of(self.model.features)})"
         if state_reset_s is not None:
-            self.label += f", state_reset_s {state_reset_s:g}"
+            self._label_suffix += f", state_reset_s {state_reset_s:g}"
         # Every clip and negative stream is amplified alike (then clipped to int16, as a hotter
         # microphone preamp would), so the false accepts it costs are measured with the misses it saves.
         self.input_gain = 10.0 ** (input_gain_db / 20.0)
         if input_gain_db:
-            self.label += f", input {input_gain_db:+g} dB"
+            self._label_suffix += f", input {input_gain_db:+g} dB"
         self.rule = (
             f"runtime Debouncer: smoothing {self.settings.smoothing_frames}, patience "
             f"{self.settings.patience_frames} frames, refractory {self.settings.refractory_s} s"
         )
+
+    @property
+    def label(self) -> str:
+        return f"wakeword {self.shown_path}{self._label_suffix}"
 
     def trace(self, audio: np.ndarray) -> Trace:
         self.detector.reset()
@@ -444,9 +449,7 @@ def distinct_labels(engines: list) -> None:
         if not clashing:
             return
         for engine in clashing:
-            shown = "/".join(engine.path.parts[-depth + 1 :])
-            longer = "/".join(engine.path.parts[-depth:])
-            engine.label = engine.label.replace(f"wakeword {shown} ", f"wakeword {longer} ", 1)
+            engine.shown_path = "/".join(engine.path.parts[-depth:])
 
 
 def _fresh_openwakeword(model: str):
