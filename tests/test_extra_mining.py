@@ -49,6 +49,21 @@ def test_a_run_of_another_recipe_is_refused(tmp_path: Path) -> None:
         em.check_run(_config(9), tmp_path / "work")
 
 
+def test_a_run_recorded_before_an_option_existed_counts_as_its_default(tmp_path: Path) -> None:
+    """Runs trained before --band-limit-p existed have no such key: they were trained with it off."""
+    _finished_run(tmp_path / "work", 8)
+    saved = tmp_path / "work" / "run-config.json"
+    recorded = json.loads(saved.read_text())
+    del recorded["dataset"]["augment"]["band_limit_p"], recorded["dataset"]["augment"]["band_limit_hz"]
+    saved.write_text(json.dumps(recorded))
+    assert em.check_run(_config(8), tmp_path / "work") is not None
+    banded = experiment_config(
+        "espresso", "espresso", "smoke", "gru", None, None, None, 8, LOGMEL, None, None, 0.3
+    )
+    with pytest.raises(em.RunError, match=r"differs in: dataset\)"):
+        em.check_run(banded, tmp_path / "work")
+
+
 def test_an_unfinished_run_is_refused(tmp_path: Path) -> None:
     _finished_run(tmp_path / "work", 8)
     (tmp_path / "work" / FINAL).unlink()

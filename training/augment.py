@@ -35,8 +35,8 @@ class AugmentConfig:
     colour_p: float = 0.7
     speed_p: float = 0.5
     speed: tuple[float, float] = (0.88, 1.12)  # resampling: tempo and formants together (a crude VTLP)
-    # A narrow-band chain (8 kHz capture, a phone or VoIP codec) after the noise floor: upper bands empty,
-    # as in many real recordings. 0 = off (the shipped recipe); see bench/results/band-limit-rule.md.
+    # A narrow-band chain (8 kHz capture, a phone or VoIP codec) after the noise floor: upper bands empty.
+    # 0 = off in every recipe: at 0.3 it cost real people (bench/results/band-limit-rule.md).
     band_limit_p: float = 0.0
     band_limit_hz: tuple[float, float] = (2500.0, 5000.0)  # cutoff, drawn uniformly
 

@@ -23,6 +23,7 @@ are left as they were.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -58,12 +59,36 @@ class RunError(Exception):
     """The run folder is not the run the flags name (one line for the person at the terminal)."""
 
 
+def with_added_defaults(recorded: dict, named: dict, config: object) -> dict:
+    """A run recorded before an option existed was trained as if at that option's default: fill such
+    absent keys where today's value IS the default, so adding an option does not orphan earlier runs
+    (and a run is still refused where the option is now set to something else)."""
+    if not dataclasses.is_dataclass(config):
+        return recorded
+    out = dict(recorded)
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name not in out:
+            if field.default is not dataclasses.MISSING:
+                default = field.default
+            elif field.default_factory is not dataclasses.MISSING:
+                default = field.default_factory()
+            else:
+                continue
+            if value == default:
+                out[field.name] = named[field.name]
+        elif isinstance(out[field.name], dict) and isinstance(named.get(field.name), dict):
+            out[field.name] = with_added_defaults(out[field.name], named[field.name], value)
+    return out
+
+
 def check_run(config: RunConfig, work: Path) -> ClipArrays | None:
     """Refuse a folder trained with another recipe or not finished; return its rounds' windows."""
     saved = work / "run-config.json"
     if not saved.is_file() or not (work / FINAL).is_file():
         raise RunError(f"{work} holds no finished run (run-config.json and {FINAL}): train it first")
-    recorded, named = json.loads(saved.read_text()), config.to_dict()
+    named = config.to_dict()
+    recorded = with_added_defaults(json.loads(saved.read_text()), named, config)
     differs = sorted(k for k in set(recorded) | set(named) if recorded.get(k) != named.get(k))
     if differs:
         raise RunError(

@@ -65,8 +65,8 @@ def experiment_config(
     threads: int | None = None,
     band_limit_p: float | None = None,
 ) -> RunConfig:
-    """A front end's recipe with the network, mining, training seed and/or domain-adversarial weight
-    swapped (None keeps the recipe's)."""
+    """A front end's recipe with the network, mining, training seed, domain-adversarial weight and/or
+    share of band-limited clips swapped (None keeps the recipe's)."""
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r} ({' or '.join(NETWORKS)})")
     if frontend_name == LOGMEL and network == "window":
