@@ -388,12 +388,7 @@ class Peer:
     """A peer engine behind bench.peers' ``scores()``; a fresh instance per clip."""
 
     def __init__(
-        self,
-        name: str,
-        label: str,
-        factory: Callable,
-        default_threshold: float,
-        strict: bool,
+        self, name: str, label: str, factory: Callable, default_threshold: float, strict: bool
     ) -> None:
         self.name, self.label, self._factory = name, label, factory
         self.default_threshold, self.strict = default_threshold, strict
@@ -434,6 +429,11 @@ class Hissed:
 
     def __getattr__(self, attribute: str):  # default_threshold, rule, fires, strict, ...
         return getattr(self.inner, attribute)
+
+
+def hissed_twins(engines: list, levels: tuple[float, ...]) -> list:
+    """Each engine again over each hiss level (``--also-hiss``), engine by engine."""
+    return [Hissed(engine, dbfs) for engine in engines for dbfs in levels]
 
 
 def distinct_labels(engines: list) -> None:
@@ -834,7 +834,7 @@ def run(config: RealConfig) -> dict:
             engines.append(Ours(Path(model), name=f"ours-state{seconds:g}", state_reset_s=seconds))
         for gain_db in config.also_input_gains_db:
             engines.append(Ours(Path(model), name=f"ours-gain{gain_db:+g}dB", input_gain_db=gain_db))
-        engines += [Hissed(ours, dbfs) for dbfs in config.also_hiss_dbfs]
+        engines += hissed_twins([ours], config.also_hiss_dbfs)
     else:
         notes.append(f"no model of ours for {word!r} (models/{word_slug(word)}.onnx absent, no --model)")
     extras = []
@@ -846,11 +846,11 @@ def run(config: RealConfig) -> dict:
         except ModelError as exc:
             raise SetupError(str(exc)) from exc
     # every candidate gets the hiss too, so candidates are compared hissed against hissed
-    engines += extras + [Hissed(extra, dbfs) for extra in extras for dbfs in config.also_hiss_dbfs]
+    engines += extras + hissed_twins(extras, config.also_hiss_dbfs)
     skipped: dict[str, str] = {}
     if config.peers:
         peers, skipped = peer_engines(word)
-        engines += peers + [Hissed(peer, dbfs) for peer in peers for dbfs in config.also_hiss_dbfs]
+        engines += peers + hissed_twins(peers, config.also_hiss_dbfs)
         notes += [f"{name} not run: {why}" for name, why in skipped.items()]
     distinct_labels(engines)
     if not engines:
