@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from training.frontend_experiment import WINDOW_NETWORK, experiment_config
+from training.frontend_experiment import WINDOW_NETWORK, experiment_config, main
 from training.make_model import LOGMEL, SPEECH_EMBEDDING, profile_config
 
 
@@ -79,3 +79,21 @@ def test_band_limit_share_outside_0_1_is_refused(share: float) -> None:
         experiment_config(
             "computer", "computer", "full", "gru", None, None, None, None, LOGMEL, None, None, share
         )
+
+
+def test_a_data_dir_without_skip_synth_is_refused(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    """The synthesis stage renders the recipe's own profile; into another folder it would mix plans."""
+    with pytest.raises(SystemExit) as exc:
+        main(["--word", "computer", "--output-dir", str(tmp_path / "out"), "--data-dir", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "--data-dir needs --skip-synth" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_data_dir_without_a_manifest_is_one_clear_error(
+    capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    args = ["--word", "computer", "--frontend", "logmel", "--network", "gru", "--skip-synth"]
+    code = main([*args, "--output-dir", str(tmp_path / "out"), "--data-dir", str(tmp_path / "none")])
+    assert code == 1
+    assert f"{tmp_path / 'none' / 'manifest.jsonl'}: no manifest" in capsys.readouterr().err

@@ -17,11 +17,15 @@ import soundfile as sf
 
 from training import background, texts
 from training.real_speech import real_speech_rows
-from training.synth import SAMPLE_RATE, Variant, perturb_voice, render, trim_silence
+from training.synth import SAMPLE_RATE, Variant, drop_yod, perturb_voice, render, trim_silence
 from training.synthesize_data import KINDS, PROFILES, Profile, main, plan, synthesize
 from training.voices import (
     ESPEAK_ACCENTED_LANGUAGES,
     ESPEAK_ACCENTED_POOL,
+    ESPEAK_VAL_ACCENTS,
+    KOKORO_BASE,
+    KOKORO_VARIED_POOL,
+    KOKORO_VARIED_SPEAKERS,
     all_voices,
     espeak_accent,
     espeak_accented_voices,
@@ -29,6 +33,7 @@ from training.voices import (
     espeak_variants,
     espeak_voices,
     flite_voices,
+    kokoro_varied_voices,
 )
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
@@ -149,6 +154,61 @@ def test_an_accented_pool_adds_training_speakers_and_leaves_validation_alone() -
     assert all(espeak_accent(j.voice_id) in ESPEAK_ACCENTED_LANGUAGES for j in added)
     val = {(j.relpath, j.voice_id, j.text) for j in without_pool if j.split == "val"}
     assert val and val == {(j.relpath, j.voice_id, j.text) for j in with_pool if j.split == "val"}
+
+
+def test_varied_kokoro_speakers_are_distinct_training_voices() -> None:
+    """Each speaker blends the base styles its own way; none reads the held-out accent or is validation."""
+    voices = kokoro_varied_voices()
+    assert len(voices) == KOKORO_VARIED_SPEAKERS == len({v.voice_id for v in voices})
+    assert {v.split for v in voices} == {"train"} and {v.pool for v in voices} == {KOKORO_VARIED_POOL}
+    blends = {v.params["blend"] for v in voices}
+    assert len(blends) == len(voices)  # no two speakers share a style
+    for blend in blends:
+        assert {n for n, _ in blend} <= set(KOKORO_BASE) and sum(w for _, w in blend) == pytest.approx(
+            1, abs=0.01
+        )
+    accents = {v.params["accent"] for v in voices}
+    assert len(accents) > 1 and accents.isdisjoint(ESPEAK_VAL_ACCENTS)
+    yod = sum(v.params["yod_drop"] for v in voices)
+    assert 0 < yod < len(voices) // 2
+    assert kokoro_varied_voices() == voices  # stable across calls, so a resumed synthesis plans the same
+
+
+def test_the_varied_profile_only_adds_its_pool() -> None:
+    """Topping up a copy of the full data with `full-varied` must change no clip the full plan has."""
+    full, varied = PROFILES["full"], PROFILES["full-varied"]
+    assert replace(varied, positives=full.positives, confusables=full.confusables) == full
+    assert {k: v for k, v in varied.positives.items() if k != KOKORO_VARIED_POOL} == full.positives
+    base = PROFILES["smoke"]
+    plus = replace(
+        base,
+        positives={**base.positives, KOKORO_VARIED_POOL: 5},
+        confusables={**base.confusables, KOKORO_VARIED_POOL: 2},
+    )
+
+    def jobs(profile: Profile) -> list:
+        found = [j for phase in plan("computer", profile, 0, {"espeak-ng", "flite", "kokoro"}) for j in phase]
+        return sorted((j.relpath, j.voice_id, j.text, j.split) for j in found)
+
+    with_pool, without_pool = jobs(plus), jobs(base)
+    added = [j for j in with_pool if j[0].split("/")[1] == KOKORO_VARIED_POOL]
+    assert len(added) == 7 and all(j[3] == "train" for j in added)
+    assert sorted(set(with_pool) - set(added)) == without_pool
+
+
+@pytest.mark.parametrize(
+    ("ipa", "dropped"),
+    [
+        ("kəmpjˈuːɾɚ", "kəmpˈuːɾɚ"),  # computer, en-us
+        ("kəmpjˈʉːtɜ", "kəmpˈʉːtɜ"),  # computer, en-gb-scotland
+        ("njˈuːz", "nˈuːz"),  # news, en-gb
+        ("jˈuː ɑːɹ", "jˈuː ɑːɹ"),  # you are: no consonant before the yod
+        ("bjˈuːɾi", "bˈuːɾi"),
+        ("jˈɛs", "jˈɛs"),
+    ],
+)
+def test_drop_yod_removes_only_a_yod_after_a_consonant_before_u(ipa: str, dropped: str) -> None:
+    assert drop_yod(ipa) == dropped
 
 
 def test_a_profile_count_for_an_unknown_voice_pool_is_refused() -> None:

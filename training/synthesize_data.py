@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ from tqdm import tqdm
 from training import background, texts
 from training.real_speech import real_speech_rows
 from training.synth import SAMPLE_RATE, SynthError, Variant, render, write_wav
-from training.voices import Voice, all_voices, stable_hash, summarize
+from training.voices import KOKORO_VARIED_POOL, Voice, all_voices, stable_hash, summarize
 
 log = logging.getLogger("training.synthesize_data")
 
@@ -91,6 +91,14 @@ PROFILES = {
         n_sentences=12000,
     ),
 }
+# The full profile plus the training-only `kokoro-varied` pool (bench/results/kokoro-varied-rule.md): an
+# experiment, not a recipe. Its plan is the full plan with the pool's clips added (every other job and
+# the whole validation split are the same), so it can top up a copy of the full data in place.
+PROFILES["full-varied"] = replace(
+    PROFILES["full"],
+    positives={**PROFILES["full"].positives, KOKORO_VARIED_POOL: 1000},
+    confusables={**PROFILES["full"].confusables, KOKORO_VARIED_POOL: 300},
+)
 # Phase 1 is what the training engineer needs first; slow engines and music come later.
 PHASE1_ENGINES = ("espeak-ng", "flite")
 

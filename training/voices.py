@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import random
 import re
 import shutil
 import subprocess
@@ -81,6 +82,17 @@ KOKORO_VAL_SETS = frozenset(
     }
 )
 KOKORO_VT = (0.92, 1.0, 1.08)
+
+# Training-only Kokoro speakers beyond the fixed blends (bench/results/kokoro-varied-rule.md): each is
+# a random blend of all five base styles, reading one English accent's IPA, with its own vocal tract
+# and, for a quarter of them, the yod dropped after a consonant ("compooter"), as many real speakers
+# say it. Not in the shipped profiles; the full profile plus this pool is the "full-varied" profile.
+KOKORO_VARIED_POOL = "kokoro-varied"
+KOKORO_VARIED_SPEAKERS = 240
+KOKORO_VARIED_ACCENTS = ("en-us", "en-us-nyc", "en-gb", "en-gb-scotland", "en-029")
+KOKORO_VARIED_VT = (0.86, 0.9, 0.94, 0.97, 1.0, 1.03, 1.06, 1.1, 1.14)
+KOKORO_VARIED_BLEND_ALPHA = 0.5  # Dirichlet concentration: most speakers lean on one or two styles
+KOKORO_VARIED_YOD_DROP_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -244,6 +256,25 @@ def kokoro_voices() -> list[Voice]:
     return voices
 
 
+def kokoro_varied_voices() -> list[Voice]:
+    """The ``kokoro-varied`` pool: every speaker blends all five styles, so none is a relative of one
+    validation blend more than of any other; all of them are training voices."""
+    voices = []
+    for k in range(KOKORO_VARIED_SPEAKERS):
+        rng = random.Random(stable_hash(f"kokoro-varied:{k}"))
+        draws = [rng.gammavariate(KOKORO_VARIED_BLEND_ALPHA, 1.0) for _ in KOKORO_BASE]
+        weights = [round(d / sum(draws), 3) for d in draws]
+        blend = tuple((name, w) for name, w in zip(KOKORO_BASE, weights, strict=True) if w > 0)
+        accent = rng.choice(KOKORO_VARIED_ACCENTS)
+        vt = rng.choice(KOKORO_VARIED_VT)
+        yod_drop = rng.random() < KOKORO_VARIED_YOD_DROP_SHARE
+        style = "+".join(f"{n}*{w:g}" for n, w in blend)
+        vid = f"kokoro-varied:{k:03d}:{style}:{accent}:vt{vt}" + (":yod-drop" if yod_drop else "")
+        params = {"blend": blend, "vt": vt, "accent": accent, "yod_drop": yod_drop}
+        voices.append(Voice(vid, "kokoro", f"kokoro-varied:{k:03d}", "train", params, KOKORO_VARIED_POOL))
+    return voices
+
+
 def all_voices(engines: set[str] | None = None) -> list[Voice]:
     """The full inventory, optionally restricted to some engines."""
     makers = (
@@ -253,6 +284,7 @@ def all_voices(engines: set[str] | None = None) -> list[Voice]:
         ("festival", festival_voices),
         ("piper", piper_voices),
         ("kokoro", kokoro_voices),
+        ("kokoro", kokoro_varied_voices),
     )
     voices: list[Voice] = []
     for engine, make in makers:
