@@ -97,3 +97,34 @@ def test_a_data_dir_without_a_manifest_is_one_clear_error(
     code = main([*args, "--output-dir", str(tmp_path / "out"), "--data-dir", str(tmp_path / "none")])
     assert code == 1
     assert f"{tmp_path / 'none' / 'manifest.jsonl'}: no manifest" in capsys.readouterr().err
+
+
+def test_positive_shares_change_only_that_dataset_field() -> None:
+    recipe = profile_config("computer", "computer", "full", None, LOGMEL)
+    shares = {"kokoro": 0.1, "espeak-ng": 0.45}
+    config = experiment_config(
+        "computer", "computer", "full", "gru", None, None, None, None, LOGMEL, positive_shares=shares
+    )
+    assert config.dataset.positive_engine_shares == (("espeak-ng", 0.45), ("kokoro", 0.1))
+    assert recipe.dataset.positive_engine_shares == ()  # off in every shipped recipe
+    assert dataclasses.replace(config.dataset, positive_engine_shares=()) == recipe.dataset
+    assert dataclasses.replace(config, dataset=recipe.dataset) == recipe
+
+
+@pytest.mark.parametrize("shares", [{"kokorro": 0.1}, {"kokoro": -0.1}, {"kokoro": 0.6, "piper": 0.5}])
+def test_bad_positive_shares_are_refused(shares: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="--positive-share"):
+        experiment_config(
+            "computer", "computer", "full", "gru", None, None, None, None, LOGMEL, positive_shares=shares
+        )
+
+
+@pytest.mark.parametrize("args", [["kokoro"], ["kokoro=lots"], ["kokoro=0.1", "kokoro=0.2"]])
+def test_malformed_positive_shares_exit_with_a_usage_line(
+    args: list[str], capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    flags = [item for a in args for item in ("--positive-share", a)]
+    with pytest.raises(SystemExit) as exc:
+        main(["--word", "computer", "--output-dir", str(tmp_path / "out"), *flags])
+    assert exc.value.code == 2
+    assert "--positive-share" in capsys.readouterr().err

@@ -500,3 +500,30 @@ def test_finish_band_limits_after_the_noise_floor_only_when_asked() -> None:
     on = finish(silence, np.random.default_rng(5), limited)
     assert _band_power(on, 100.0, 2400.0) > 0.0
     assert _band_power(on, 5300.0, 8000.0) < 1e-3 * _band_power(off, 5300.0, 8000.0)
+
+
+def _rows(counts: dict[str, int]) -> list[dict]:
+    return [{"engine": engine} for engine, n in counts.items() for _ in range(n)]
+
+
+def test_engine_weights_give_each_named_engine_its_share_and_spread_the_rest_by_clip() -> None:
+    rows = _rows({"espeak-ng": 60, "kokoro": 30, "piper": 6, "flite": 4})
+    weights = ds.engine_weights(rows, {"espeak-ng": 0.45, "kokoro": 0.1})
+    engines = np.array([r["engine"] for r in rows])
+    assert weights.sum() == pytest.approx(1.0)
+    assert weights[engines == "espeak-ng"].sum() == pytest.approx(0.45)
+    assert weights[engines == "kokoro"].sum() == pytest.approx(0.1)
+    others = weights[(engines == "piper") | (engines == "flite")]
+    assert others.sum() == pytest.approx(0.45) and np.ptp(others) == 0  # uniform by clip
+    # The recipe's espeak-only share, as the single-engine formula had it (the datasets stay the same).
+    mine = engines == "espeak-ng"
+    old = np.where(mine, 0.45 / mine.sum(), 0.55 / (~mine).sum())
+    np.testing.assert_array_equal(ds.engine_weights(rows, {"espeak-ng": 0.45}), old / old.sum())
+
+
+def test_engine_weights_are_uniform_when_the_shares_cannot_apply() -> None:
+    assert ds.engine_weights(_rows({"flite": 5}), {}) is None
+    assert ds.engine_weights(_rows({"flite": 5}), {"espeak-ng": 0.45}) is None  # engine absent
+    assert ds.engine_weights(_rows({"espeak-ng": 5}), {"espeak-ng": 0.45}) is None  # nothing else
+    two = ds.engine_weights(_rows({"espeak-ng": 2, "kokoro": 8}), {"espeak-ng": 0.3, "kokoro": 0.3})
+    assert two[:2].sum() == pytest.approx(0.5)  # named engines only: their shares, normalised

@@ -24,7 +24,7 @@ import math
 import multiprocessing
 import multiprocessing.pool
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -93,6 +93,10 @@ class DatasetConfig:
     # espeak-ng is most of the voices but the least human-sounding (formant synthesis): cap its share of
     # positive draws so neural/diphone voices, closer to real people, are not drowned out (None: uniform)
     espeak_positive_share: float | None = 0.45
+    # Experiments only (training.frontend_experiment --positive-share): fixed shares of positive draws
+    # per named engine, the rest uniform over the other engines' clips; replaces espeak_positive_share
+    # when set. To tell which voices carry over to real people without synthesising new clips.
+    positive_engine_shares: tuple[tuple[str, float], ...] = ()
     mix: ClipMix = field(default_factory=ClipMix)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 1234
@@ -178,14 +182,20 @@ class Sources:
         return row, self.audio(row)
 
 
-def engine_weights(rows: list[dict], engine: str, share: float | None) -> np.ndarray | None:
-    """Row probabilities giving ``engine`` this share of draws (None: uniform over rows)."""
-    if share is None or not rows:
+def engine_weights(rows: list[dict], shares: Mapping[str, float]) -> np.ndarray | None:
+    """Row probabilities giving each named engine its share of draws, the rest spread uniformly over
+    the other engines' rows (None: uniform over rows, also when that is what the shares come to)."""
+    if not shares or not rows:
         return None
-    mine = np.array([r.get("engine") == engine for r in rows])
-    if mine.all() or not mine.any():
+    engines = np.array([r.get("engine") for r in rows], dtype=object)
+    named = {e: engines == e for e in shares if (engines == e).any()}
+    others = ~np.logical_or.reduce(list(named.values())) if named else np.ones(len(rows), bool)
+    if not named or (len(named) == 1 and not others.any()):
         return None
-    weights = np.where(mine, share / mine.sum(), (1.0 - share) / (~mine).sum())
+    rest = 1.0 - sum(shares[e] for e in named)
+    weights = np.where(others, rest / max(int(others.sum()), 1), 0.0)
+    for engine, mine in named.items():
+        weights = np.where(mine, shares[engine] / mine.sum(), weights)
     return weights / weights.sum()
 
 
@@ -314,9 +324,10 @@ class ClipFactory:
         self.features = features
         if not sources.count(POSITIVE):
             raise ValueError("manifest has no positive clips for this split")
-        self._positive_weights = engine_weights(
-            sources.rows[POSITIVE], "espeak-ng", config.espeak_positive_share
-        )
+        shares = dict(config.positive_engine_shares)
+        if not shares and config.espeak_positive_share is not None:
+            shares = {"espeak-ng": config.espeak_positive_share}
+        self._positive_weights = engine_weights(sources.rows[POSITIVE], shares)
 
     def _word(self, kind: str, rng: np.random.Generator) -> np.ndarray:
         weights = self._positive_weights if kind == POSITIVE else None

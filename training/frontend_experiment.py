@@ -2,9 +2,10 @@
 
 Not a shipped recipe: each variant here was judged on real people and not kept, and this module
 exists so its figures can be reproduced rather than trusted. It changes only the network, the
-hard-negative mining, the training seed, the domain-adversarial weight or the share of band-limited
-clips of ``make_model``'s recipe for a front end (speech-embedding unless ``--frontend logmel``);
-data, labels and evaluation are the recipe's own, so a run is paired with
+hard-negative mining, the training seed, the domain-adversarial weight, the share of band-limited
+clips or the engines' shares of positive draws of ``make_model``'s recipe for a front end
+(speech-embedding unless ``--frontend logmel``), or trains it on a topped-up copy of the data
+(``--data-dir``); labels and evaluation are the recipe's own, so a run is paired with
 ``bench.real_people --also-model models/computer.onnx``.
 
     python -m training.frontend_experiment --word computer --network window --mining-rounds 6 \\
@@ -49,6 +50,8 @@ WINDOW_NETWORK = NetworkConfig(
 )
 
 NETWORKS = ("gru", "window")
+#: Voice engines a --positive-share may name (training.voices).
+ENGINES = ("espeak-ng", "flite", "festival", "piper", "kokoro")
 
 
 def experiment_config(
@@ -64,9 +67,11 @@ def experiment_config(
     domain_weight: float | None = None,
     threads: int | None = None,
     band_limit_p: float | None = None,
+    positive_shares: dict[str, float] | None = None,
 ) -> RunConfig:
     """A front end's recipe with the network, mining, training seed, domain-adversarial weight and/or
-    share of band-limited clips swapped (None keeps the recipe's)."""
+    share of band-limited clips and/or the engines' shares of positive draws swapped (None keeps the
+    recipe's)."""
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r} ({' or '.join(NETWORKS)})")
     if frontend_name == LOGMEL and network == "window":
@@ -111,7 +116,27 @@ def experiment_config(
         dataset = dataclasses.replace(
             dataset, augment=dataclasses.replace(dataset.augment, band_limit_p=band_limit_p)
         )
+    if positive_shares:
+        unknown = sorted(set(positive_shares) - set(ENGINES))
+        if unknown:
+            raise ValueError(
+                f"--positive-share names unknown engines {unknown} (known: {', '.join(ENGINES)})"
+            )
+        if any(not 0.0 <= v <= 1.0 for v in positive_shares.values()) or sum(positive_shares.values()) > 1.0:
+            raise ValueError("--positive-share values must be between 0 and 1 and add up to at most 1")
+        dataset = dataclasses.replace(dataset, positive_engine_shares=tuple(sorted(positive_shares.items())))
     return dataclasses.replace(config, mining=mining, train=train, dataset=dataset)
+
+
+def parse_share(text: str) -> tuple[str, float]:
+    """``ENGINE=SHARE`` from the command line."""
+    engine, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return engine.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ENGINE=SHARE, e.g. piper=0.2, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         help="share of training clips sent through a 2.5-5 kHz narrow-band chain after the noise floor "
         "(training.augment.band_limit; recipe: 0, off)",
     )
+    parser.add_argument(
+        "--positive-share",
+        type=parse_share,
+        action="append",
+        metavar="ENGINE=SHARE",
+        help="fixed share of positive draws for one engine (repeatable; the other engines share the rest "
+        "uniformly by clip; replaces the recipe's espeak-ng share of 0.45), e.g. --positive-share "
+        "espeak-ng=0.45 --positive-share kokoro=0.1",
+    )
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--work-dir", type=Path, help="default: OUTPUT_DIR/work")
     parser.add_argument("--skip-synth", action="store_true", help="use the manifest already synthesised")
@@ -164,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     name = args.name or _slug(args.word)
+    shared = [engine for engine, _ in args.positive_share or []]
+    if len(shared) != len(set(shared)):
+        parser.error("--positive-share names an engine more than once")
     if args.data_dir is not None and not args.skip_synth:
         # The synthesis stage renders the recipe's profile: into another folder it would only mix plans.
         parser.error("--data-dir needs --skip-synth (synthesise that folder with training.synthesize_data)")
@@ -181,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             args.domain_weight,
             args.threads,
             args.band_limit_p,
+            dict(args.positive_share) if args.positive_share else None,
         )
         card = make_model(
             config,
