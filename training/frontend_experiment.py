@@ -34,6 +34,7 @@ from training.make_model import (
     profile_config,
 )
 from training.network import NetworkConfig
+from training.synthesize_data import ALL_ENGINES
 from training.train import TrainConfig
 
 #: openWakeWord's shape on the embedding: a causal conv whose kernel spans the last 16 embeddings
@@ -50,8 +51,6 @@ WINDOW_NETWORK = NetworkConfig(
 )
 
 NETWORKS = ("gru", "window")
-#: Voice engines a --positive-share may name (training.voices).
-ENGINES = ("espeak-ng", "flite", "festival", "piper", "kokoro")
 
 
 def experiment_config(
@@ -117,10 +116,10 @@ def experiment_config(
             dataset, augment=dataclasses.replace(dataset.augment, band_limit_p=band_limit_p)
         )
     if positive_shares:
-        unknown = sorted(set(positive_shares) - set(ENGINES))
+        unknown = sorted(set(positive_shares) - ALL_ENGINES)
         if unknown:
             raise ValueError(
-                f"--positive-share names unknown engines {unknown} (known: {', '.join(ENGINES)})"
+                f"--positive-share names unknown engines {unknown} (known: {', '.join(sorted(ALL_ENGINES))})"
             )
         if any(not 0.0 <= v <= 1.0 for v in positive_shares.values()) or sum(positive_shares.values()) > 1.0:
             raise ValueError("--positive-share values must be between 0 and 1 and add up to at most 1")

@@ -207,7 +207,8 @@ _YOD_AFTER_CONSONANT = re.compile(r"(?<=[pbtdkgmnfvszlθðʃ])j(?=[ˈˌ]?[uʉ])"
 
 
 def drop_yod(ipa: str) -> str:
-    """The yod-dropping accent ("compooter", "nooz"): why some real speakers are not heard."""
+    """The yod-dropping accent ("compooter", "nooz"), a form some real speakers use and our espeak-ng
+    renderings of "computer" never do."""
     return _YOD_AFTER_CONSONANT.sub("", ipa)
 
 
