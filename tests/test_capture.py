@@ -27,11 +27,17 @@ def clip(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _record_while_playing(source: MicrophoneSource, mic: VirtualMic, wav: Path, sink: str | None = None):
-    """Open the stream, wait for the first callback (an idle null sink starts slowly), play, collect."""
+    """Open the stream, wait for the first callback (an idle null sink starts slowly), play, collect.
+
+    These tests check what arrives, not how soon, so paplay gets a 250 ms buffer instead of 20 ms: a
+    starved player puts gaps in the *played* audio, which says nothing about our capture. (One failure,
+    correlation 0.54 during a clean-clone `make test` beside other jobs, is the likeliest such case;
+    it did not recur in 6 runs beside four CPU-spinning processes, with either buffer.)
+    """
     chunks = []
     with source:
         assert source.first_callback.wait(10.0), "no capture callback within 10 s"
-        player = mic.play_async(wav, sink)
+        player = mic.play_async(wav, sink, latency_ms=250)
         deadline = time.monotonic() + 30.0
         while player.poll() is None and time.monotonic() < deadline:
             chunks.append(source.read(0.25))

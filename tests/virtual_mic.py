@@ -80,9 +80,11 @@ class VirtualMic:
             timeout=timeout,
         )
 
-    def play_async(self, wav: Path, sink: str | None = None) -> subprocess.Popen:
+    def play_async(self, wav: Path, sink: str | None = None, latency_ms: int = 20) -> subprocess.Popen:
+        """Play ``wav`` into the sink; ``latency_ms`` is paplay's buffer: 20 ms keeps latency tests
+        tight, a longer one keeps a loaded machine from starving the player (gaps in what is played)."""
         return subprocess.Popen(
-            ["paplay", "--latency-msec=20", f"--device={sink or self.sink}", str(wav)],
+            ["paplay", f"--latency-msec={latency_ms}", f"--device={sink or self.sink}", str(wav)],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
