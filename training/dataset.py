@@ -188,7 +188,8 @@ def engine_weights(rows: list[dict], shares: Mapping[str, float]) -> np.ndarray 
     if not shares or not rows:
         return None
     engines = np.array([r.get("engine") for r in rows], dtype=object)
-    named = {e: engines == e for e in shares if (engines == e).any()}
+    masks = {e: engines == e for e in shares}
+    named = {e: mine for e, mine in masks.items() if mine.any()}
     others = ~np.logical_or.reduce(list(named.values())) if named else np.ones(len(rows), bool)
     if not named or (len(named) == 1 and not others.any()):
         return None
