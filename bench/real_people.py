@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from bench.common import (
     REPO_ROOT,
@@ -342,6 +343,22 @@ class Ours:
     @property
     def label(self) -> str:
         return f"wakeword {self.shown_path}{self._label_suffix}"
+
+    def unscored_mean_note(self) -> str | None:
+        """A line for the report when this model is a ``training.ensemble`` mean whose card (and so its
+        default threshold) is still its first member's: its "default" row is then not an operating
+        point chosen for the mean, and reading it as one misled a past comparison."""
+        card_path = self.path.with_suffix(".yaml")
+        try:
+            card = yaml.safe_load(card_path.read_text()) if card_path.is_file() else None
+        except (OSError, yaml.YAMLError):
+            return None
+        if not isinstance(card, dict) or "ensemble" not in card or "reevaluated" in card:
+            return None
+        return (
+            f"{self.label}: a training.ensemble mean not re-scored by training.reevaluate; its 'default' "
+            f"row uses its first member's threshold ({self.default_threshold:g}), not one chosen for the mean"
+        )
 
     def trace(self, audio: np.ndarray) -> Trace:
         self.detector.reset()
@@ -853,6 +870,7 @@ def run(config: RealConfig) -> dict:
         engines += peers + hissed_twins(peers, config.also_hiss_dbfs)
         notes += [f"{name} not run: {why}" for name, why in skipped.items()]
     distinct_labels(engines)
+    notes += [note for e in engines if isinstance(e, Ours) and (note := e.unscored_mean_note())]
     if not engines:
         raise SetupError(f"nothing to run for {word!r}: no model of ours (--model PATH) and no peer has one")
 

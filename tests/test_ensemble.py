@@ -34,7 +34,12 @@ def members(export_model, tmp_path_factory) -> list[Path]:
         path = folder / f"espresso-{seed}.onnx"
         paths.append(export_model(net, ModelMetadata(wake_word="espresso", version=f"seed{seed}"), path))
     paths[0].with_suffix(".yaml").write_text(
-        yaml.safe_dump({"model": {"file": "espresso-1.onnx", "architecture": "GRU", "parameters": 123}})
+        yaml.safe_dump(
+            {
+                "model": {"file": "espresso-1.onnx", "architecture": "GRU", "parameters": 123},
+                "reevaluated": {"at": "2026-12-01T00:00:00Z"},  # scored that member, not a mean
+            }
+        )
     )
     return paths
 
@@ -65,6 +70,7 @@ def test_merged_probability_is_the_mean_of_the_members_with_their_own_states(mem
         "parameters": 123 + second_weights,  # the first member's card, the second's ONNX weights
     }
     assert len(card["ensemble"]["members"]) == 2 and second_weights > 1000
+    assert "reevaluated" not in card  # the mean is not scored until training.reevaluate runs on it
     audio = (rng.standard_normal(16000 * 2) * 3000).astype(np.int16)
     detect_samples(audio, Detector([out], threshold=0.5))  # the runtime streams it like any model
 

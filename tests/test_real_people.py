@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
 from bench import real_people as rp
 from tests.speech import bursts_clip
@@ -278,3 +279,25 @@ def test_a_peer_with_hiss_hears_the_hiss_and_is_named_for_it() -> None:
     assert float(hissed.trace(silence).scores.mean()) == pytest.approx(expected, rel=0.1)
     assert hissed.name == "loud-hiss-40dBFS" and hissed.label == "loudness meter, white noise -40 dBFS"
     assert (hissed.default_threshold, hissed.strict) == (plain.default_threshold, plain.strict)
+
+
+def test_an_unscored_ensemble_mean_is_named_in_the_report(tmp_path: Path) -> None:
+    """training.ensemble copies its first member's card; until training.reevaluate re-scores the mean,
+    its default threshold is that member's, and the report must say so rather than let it be read as
+    the mean's own operating point."""
+    import shutil
+
+    model = Path(shutil.copy(MODELS / "computer.onnx", tmp_path / "computer.onnx"))
+    card = yaml.safe_load((MODELS / "computer.yaml").read_text())
+    assert "reevaluated" in card  # the shipped mean was re-scored: no note
+    (tmp_path / "computer.yaml").write_text(yaml.safe_dump(card))
+    assert rp.Ours(model).unscored_mean_note() is None
+
+    del card["reevaluated"]
+    (tmp_path / "computer.yaml").write_text(yaml.safe_dump(card))
+    note = rp.Ours(model).unscored_mean_note()
+    assert note is not None and "not re-scored" in note and f"({card['detector']['threshold']:g})" in note
+
+    del card["ensemble"]  # a single trained model's card is its own
+    (tmp_path / "computer.yaml").write_text(yaml.safe_dump(card))
+    assert rp.Ours(model).unscored_mean_note() is None

@@ -160,6 +160,9 @@ def write(paths: list[Path], name: str, output_dir: Path) -> Path:
     if "architecture" in model_section:
         model_section["architecture"] = f"mean of {len(paths)} models, each: {model_section['architecture']}"
     model_section["parameters"] = sum(_member_parameters(p) for p in paths)
+    # The first member's re-evaluation scored that member, not the mean; keeping it would tell
+    # readers (and bench.real_people) that the mean's operating point had been chosen for it.
+    card.pop("reevaluated", None)
     card["ensemble"] = {
         "how": "mean of the members' per-frame probabilities, each member with its own hidden state",
         "members": [{"file": str(p), "sha256": _sha256(p)} for p in paths],
