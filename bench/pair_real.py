@@ -58,10 +58,15 @@ def resolve(spec: str, default_path: Path, default_results: dict) -> tuple[str, 
 def pair(first: tuple[str, dict, dict], second: tuple[str, dict, dict]) -> dict:
     """Per operating point and condition: each engine's misses, the discordant counts and McNemar p."""
     (label_a, eng_a, res_a), (label_b, eng_b, res_b) = first, second
-    names_a = res_a.get("meta", {}).get("recording_names")
-    names_b = res_b.get("meta", {}).get("recording_names")
-    if names_a != names_b:
-        raise PairError("the two runs did not score the same recordings in the same order")
+    if res_a is not res_b:  # two runs: only their recorded names can say they scored the same audio
+        names_a = res_a.get("meta", {}).get("recording_names")
+        names_b = res_b.get("meta", {}).get("recording_names")
+        if names_a is None or names_b is None:
+            raise PairError(
+                "a run without meta.recording_names (older than that field) cannot be paired with another run"
+            )
+        if names_a != names_b:
+            raise PairError("the two runs did not score the same recordings in the same order")
     if label_a == label_b:
         label_b += " (2)"
     cells = compare({label_a: eng_a, label_b: eng_b}, label_a)

@@ -59,6 +59,18 @@ def test_runs_on_different_recordings_do_not_pair(tmp_path):
         _paired("ours", f"{path}:ours")
 
 
+def test_a_run_without_recording_names_does_not_pair_with_another_run(tmp_path):
+    old = json.loads(MEMBERS.read_text())
+    del old["meta"]["recording_names"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    with pytest.raises(pair_real.PairError, match="recording_names"):
+        _paired("ours", f"{path}:ours")
+    # within one run there is nothing to check: its engines scored the same audio
+    paired = _paired("ours", "ours-2", path)
+    assert paired["points"]["0.5 FA/h"]["clean"]["recordings"] > 0
+
+
 def test_cli_names_an_unknown_engine_and_exits_non_zero(capsys):
     assert pair_real.main([str(RUN), "ours", "nope"]) == 2
     err = capsys.readouterr().err
