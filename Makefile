@@ -69,6 +69,9 @@ model-smoke: $(VENV)/.dev-installed
 		--network window --mining-rounds 2 --output-dir training/work/smoke-model --work-dir training/work/smoke_window
 	$(BIN)/python -m training.frontend_experiment --word "$(WORD)" --name smoke_domain --profile smoke \
 		--frontend logmel --domain-weight 0.3 --output-dir training/work/smoke-model --work-dir training/work/smoke_domain
+	$(BIN)/python -m training.frontend_experiment --word "$(WORD)" --name smoke_distilled --profile smoke \
+		--frontend logmel --network gru --teacher training/work/smoke-model/smoke_ensemble.onnx \
+		--output-dir training/work/smoke-model --work-dir training/work/smoke_distilled
 
 # Re-score models/NAME.onnx with the current evaluation (no retraining); e.g. ARGS="--hours 6".
 evaluate: $(VENV)/.dev-installed

@@ -4,8 +4,9 @@ Not a shipped recipe: each variant here was judged on real people and not kept, 
 exists so its figures can be reproduced rather than trusted. It changes only the network, the
 hard-negative mining, the training seed, the domain-adversarial weight, the share of band-limited
 clips or the engines' shares of positive draws of ``make_model``'s recipe for a front end
-(speech-embedding unless ``--frontend logmel``), or trains it on a topped-up copy of the data
-(``--data-dir``); labels and evaluation are the recipe's own, so a run is paired with
+(speech-embedding unless ``--frontend logmel``), trains it on a topped-up copy of the data
+(``--data-dir``), or distils a teacher model's probabilities into it (``--teacher``); labels and
+evaluation are the recipe's own, so a run is paired with
 ``bench.real_people --also-model models/computer.onnx``.
 
     python -m training.frontend_experiment --word computer --network window --mining-rounds 6 \\
@@ -22,6 +23,7 @@ import logging
 import sys
 from pathlib import Path
 
+from training import distill
 from training.make_model import (
     FRONTENDS,
     LOGMEL,
@@ -67,6 +69,7 @@ def experiment_config(
     threads: int | None = None,
     band_limit_p: float | None = None,
     positive_shares: dict[str, float] | None = None,
+    teacher: distill.Teacher | None = None,
 ) -> RunConfig:
     """A front end's recipe with the network, mining, training seed, domain-adversarial weight and/or
     share of band-limited clips and/or the engines' shares of positive draws swapped (None keeps the
@@ -124,7 +127,9 @@ def experiment_config(
         if any(not 0.0 <= v <= 1.0 for v in positive_shares.values()) or sum(positive_shares.values()) > 1.0:
             raise ValueError("--positive-share values must be between 0 and 1 and add up to at most 1")
         dataset = dataclasses.replace(dataset, positive_engine_shares=tuple(sorted(positive_shares.items())))
-    return dataclasses.replace(config, mining=mining, train=train, dataset=dataset)
+    if teacher is not None:
+        distill.load_teacher(teacher, config.features)  # refuse another front end before any training
+    return dataclasses.replace(config, mining=mining, train=train, dataset=dataset, teacher=teacher)
 
 
 def parse_share(text: str) -> tuple[str, float]:
@@ -185,6 +190,18 @@ def main(argv: list[str] | None = None) -> int:
         "uniformly by clip; replaces the recipe's espeak-ng share of 0.45), e.g. --positive-share "
         "espeak-ng=0.45 --positive-share kokoro=0.1",
     )
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        help="distil this model (e.g. a training.ensemble mean on the same front end): its per-frame "
+        "probabilities enter every training target (training/distill.py)",
+    )
+    parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.5,
+        help="the teacher's share of each frame's target, in (0, 1] (with --teacher; default 0.5)",
+    )
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--work-dir", type=Path, help="default: OUTPUT_DIR/work")
     parser.add_argument("--skip-synth", action="store_true", help="use the manifest already synthesised")
@@ -218,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             args.threads,
             args.band_limit_p,
             dict(args.positive_share) if args.positive_share else None,
+            distill.Teacher.from_file(args.teacher, args.distill_weight) if args.teacher else None,
         )
         card = make_model(
             config,

@@ -40,6 +40,7 @@ import torch
 import yaml
 
 from training import dataset as ds
+from training import distill
 from training import train as tr
 from training.dataset import ClipArrays, DatasetConfig
 from training.evaluate import EvalConfig, evaluate, plot_det, snr_name
@@ -187,6 +188,9 @@ class RunConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     frames_per_step: int = 8
+    # A mean of models whose probabilities the student learns towards (training/distill.py; None: the
+    # recipe, labels only).
+    teacher: distill.Teacher | None = None
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self), default=_jsonable))
@@ -371,6 +375,23 @@ def synthesise(config: RunConfig, data_dir: Path) -> dict:
     return json.loads(summary_path.read_text()) if summary_path.exists() else {}
 
 
+def teacher_targets(
+    config: RunConfig, work: Path, train: ClipArrays, train_long: ClipArrays | None
+) -> tr.TeacherTargets | None:
+    """The teacher's probabilities for the training clips (and streams), cached in ``work``."""
+    if config.teacher is None:
+        return None
+    soft = distill.cached_probabilities(
+        config.teacher, config.features, train.features, work / "teacher-train"
+    )
+    soft_long = np.zeros((0, 0), dtype=np.float16)
+    if train_long is not None:
+        soft_long = distill.cached_probabilities(
+            config.teacher, config.features, train_long.features, work / "teacher-train-long"
+        )
+    return tr.TeacherTargets(config.teacher.weight, soft, soft_long)
+
+
 def train_stage(config: RunConfig, parts: dict[str, Path], work: Path) -> dict:
     train = ClipArrays.load(parts["train"])
     train_long = ClipArrays.load(parts["train_long"])
@@ -378,7 +399,8 @@ def train_stage(config: RunConfig, parts: dict[str, Path], work: Path) -> dict:
     torch.manual_seed(config.train.seed)
     net = WakeWordNet(config.network)
     tr.set_normalisation(net, train)
-    summary = tr.train_model(net, train, train_long, config.train, work, val)
+    teacher = teacher_targets(config, work, train, train_long)
+    summary = tr.train_model(net, train, train_long, config.train, work, val, teacher)
     save_checkpoint(net, model_metadata(config), work / TRAINED)
     return summary
 
@@ -439,7 +461,10 @@ def mine_round(
     hard = found if earlier is None else ClipArrays.concatenate([earlier, found])  # keep earlier rounds
     if len(hard):
         ckpt = work / FINETUNE_CHECKPOINT.format(tag)
-        stats["finetune"] = tr.finetune_with_hard_negatives(net, train, hard, config.train, mcfg, ckpt, val)
+        teacher = teacher_targets(config, work, train, None)
+        stats["finetune"] = tr.finetune_with_hard_negatives(
+            net, train, hard, config.train, mcfg, ckpt, val, teacher
+        )
     return hard, stats
 
 
@@ -674,6 +699,8 @@ def make_model(config: RunConfig, output_dir: Path, work: Path, data_dir: Path, 
     )
     parts = {k: Path(v) for k, v in parts_info.items()}
     train_key = [parts_info, asdict(config.train), asdict(config.network)]
+    if config.teacher is not None:  # the recipe's key (and its cached stages) stay as they were
+        train_key.append(asdict(config.teacher))
     trained = stages.run(
         "train", train_key, lambda: train_stage(config, parts, work), owns=(tr.TRAIN_CHECKPOINT, TRAINED)
     )

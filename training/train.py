@@ -87,24 +87,41 @@ def set_normalisation(net: WakeWordNet, data: ClipArrays, sample: int = 2000, se
 
 
 def frame_loss(
-    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, pos_weight: float
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor,
+    pos_weight: float,
+    targets: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    """Weighted BCE towards ``targets`` (default: the labels); the 1-labelled frames weigh
+    ``pos_weight`` whatever the target (a teacher's soft target does not move the weighting)."""
     weights = mask * torch.where(labels > 0.5, pos_weight, 1.0)
-    loss = F.binary_cross_entropy_with_logits(logits, labels, weight=weights, reduction="sum")
+    target = labels if targets is None else targets
+    loss = F.binary_cross_entropy_with_logits(logits, target, weight=weights, reduction="sum")
     return loss / weights.sum().clamp(min=1.0)
 
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+#: (features, labels, loss mask, per-clip domain label for the critic, per-frame targets)
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _batch(data: ClipArrays, idx: np.ndarray) -> Batch:
-    """(features, labels, loss mask, per-clip domain label for the critic)."""
+def _batch(
+    data: ClipArrays, idx: np.ndarray, teacher: np.ndarray | None = None, weight: float = 0.0
+) -> Batch:
+    """One batch; the targets are the labels, or with a ``teacher`` [N, T] its probabilities mixed in
+    at ``weight`` (training/distill.py)."""
     idx = np.sort(idx)
+    labels = torch.from_numpy(np.asarray(data.labels[idx], dtype=np.float32))
+    targets = labels
+    if teacher is not None:
+        soft = torch.from_numpy(np.asarray(teacher[idx], dtype=np.float32))
+        targets = (1.0 - weight) * labels + weight * soft
     return (
         torch.from_numpy(np.asarray(data.features[idx], dtype=np.float32)),
-        torch.from_numpy(np.asarray(data.labels[idx], dtype=np.float32)),
+        labels,
         torch.from_numpy(np.asarray(data.mask[idx], dtype=np.float32)),
         domain.domain_labels([data.kinds[i] for i in idx]),
+        targets,
     )
 
 
@@ -160,10 +177,10 @@ def run_training(
         rng = np.random.default_rng([config.seed, step])
         generator = torch.Generator().manual_seed(config.seed * 1000003 + step)
         torch.manual_seed(config.seed * 7919 + step)  # GRU dropout
-        feats, labels, mask, domains = next_batch(step, rng)
+        feats, labels, mask, domains, targets = next_batch(step, rng)
         outputs, _ = _masked_forward(net, feats, generator, config)
         logits = net.head(outputs).squeeze(-1)
-        loss = frame_loss(logits, labels, mask, config.pos_weight)
+        loss = frame_loss(logits, labels, mask, config.pos_weight, targets)
         if critic is not None:
             scale = domain.reversal_scale(progress, config.domain_weight)
             loss = loss + domain.domain_loss(critic, outputs, domains, scale)
@@ -258,6 +275,15 @@ def validate(net: WakeWordNet, val: ClipArrays) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class TeacherTargets:
+    """A teacher's per-frame probabilities for the training clips and streams (training/distill.py)."""
+
+    weight: float
+    train: np.ndarray  # [clips, T]
+    train_long: np.ndarray  # [streams, T_long]
+
+
 def train_model(
     net: WakeWordNet,
     train: ClipArrays,
@@ -265,14 +291,18 @@ def train_model(
     config: TrainConfig,
     work_dir: Path,
     val: ClipArrays | None = None,
+    teacher: TeacherTargets | None = None,
 ) -> dict:
     """Main training run (short clips, with every ``long_every``-th batch made of long streams)."""
     torch.manual_seed(config.seed)
+    weight = teacher.weight if teacher else 0.0
+    soft_train, soft_long = (teacher.train, teacher.train_long) if teacher else (None, None)
 
     def next_batch(step: int, rng: np.random.Generator):  # noqa: ANN202
         if len(train_long) and config.long_every and step % config.long_every == config.long_every - 1:
-            return _batch(train_long, rng.choice(len(train_long), config.long_batch_size, replace=False))
-        return _batch(train, rng.choice(len(train), config.batch_size, replace=False))
+            idx = rng.choice(len(train_long), config.long_batch_size, replace=False)
+            return _batch(train_long, idx, soft_long, weight)
+        return _batch(train, rng.choice(len(train), config.batch_size, replace=False), soft_train, weight)
 
     return run_training(
         net,
@@ -295,12 +325,17 @@ def finetune_with_hard_negatives(
     mining: MiningConfig,
     checkpoint: Path,
     val: ClipArrays | None = None,
+    teacher: TeacherTargets | None = None,
 ) -> dict:
-    """Continue training with a share of every batch taken from mined false alarms (all-zero targets)."""
+    """Continue training with a share of every batch taken from mined false alarms (all-zero targets,
+    also under a teacher: they are the student's own false alarms)."""
     n_hard = max(1, int(config.batch_size * mining.hard_share)) if len(hard) else 0
+    weight = teacher.weight if teacher else 0.0
+    soft_train = teacher.train if teacher else None
 
     def next_batch(step: int, rng: np.random.Generator):  # noqa: ANN202
-        base = _batch(train, rng.choice(len(train), config.batch_size - n_hard, replace=False))
+        idx = rng.choice(len(train), config.batch_size - n_hard, replace=False)
+        base = _batch(train, idx, soft_train, weight)
         if not n_hard:
             return base
         extra = _batch(hard, rng.choice(len(hard), n_hard, replace=len(hard) < n_hard))
