@@ -71,13 +71,15 @@ def test_teacher_probabilities_are_what_the_runtime_streams_from_a_fresh_state()
 def test_probabilities_are_cached_per_teacher_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     features = WakeWordModel.load(COMPUTER).features
     clips = np.zeros((2, 16, features.dim), dtype=np.float16)
-    first = distill.cached_probabilities(_teacher(), features, clips, tmp_path / "teacher-train")
+    first = distill.cached_probabilities(_teacher(), features, clips, tmp_path, "train")
     monkeypatch.setattr(distill, "load_teacher", lambda *a: pytest.fail("recomputed a cached teacher"))
-    again = distill.cached_probabilities(_teacher(), features, clips, tmp_path / "teacher-train")
+    again = distill.cached_probabilities(_teacher(), features, clips, tmp_path, "train")
     assert np.array_equal(first, again)
+    cached = list(tmp_path.glob(distill.CACHE_GLOB))  # the name make_model's train stage owns
+    assert len(cached) == 1 and _teacher().sha256[:16] in cached[0].name
     other = dataclasses.replace(_teacher(), sha256="0" * 64)  # another teacher file: not the cache
     with pytest.raises(pytest.fail.Exception, match="recomputed"):
-        distill.cached_probabilities(other, features, clips, tmp_path / "teacher-train")
+        distill.cached_probabilities(other, features, clips, tmp_path, "train")
 
 
 def test_batch_targets_mix_labels_and_teacher_and_keep_the_labels() -> None:

@@ -31,6 +31,10 @@ from wakeword.model import WakeWordModel
 
 log = logging.getLogger(__name__)
 
+#: Cached probabilities are ``teacher-<part>-<sha>.npy`` in a run's work folder; make_model's train
+#: stage owns this pattern, so a changed dataset (a new train key) deletes them with its checkpoints.
+CACHE_GLOB = "teacher-*.npy"
+
 
 class TeacherError(ValueError):
     """A teacher that cannot teach this run (missing, unreadable, or another front end)."""
@@ -83,16 +87,16 @@ def teacher_probabilities(model: WakeWordModel, features: np.ndarray, desc: str 
 
 
 def cached_probabilities(
-    teacher: Teacher, features: frontend.FrontEndConfig, clips: np.ndarray, path: Path
+    teacher: Teacher, features: frontend.FrontEndConfig, clips: np.ndarray, work: Path, part: str
 ) -> np.ndarray:
-    """``teacher_probabilities`` kept at ``path`` (a .npy named by the caller), recomputed when the
-    teacher file or the clip count changed."""
-    tagged = path.with_name(f"{path.stem}-{teacher.sha256[:16]}.npy")
+    """``teacher_probabilities`` kept in ``work`` as ``teacher-<part>-<sha>.npy``, recomputed when the
+    teacher file or the clip count changed (a changed dataset: see ``CACHE_GLOB``)."""
+    tagged = work / f"teacher-{part}-{teacher.sha256[:16]}.npy"
     if tagged.exists():
         cached = np.load(tagged)
         if cached.shape == clips.shape[:2]:
             return cached
-    probs = teacher_probabilities(load_teacher(teacher, features), clips, f"teacher {path.stem}")
+    probs = teacher_probabilities(load_teacher(teacher, features), clips, f"teacher {part}")
     tagged.parent.mkdir(parents=True, exist_ok=True)
     np.save(tagged, probs)
     log.info("teacher probabilities for %d clips in %s", len(clips), tagged.name)

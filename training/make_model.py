@@ -381,13 +381,11 @@ def teacher_targets(
     """The teacher's probabilities for the training clips (and streams), cached in ``work``."""
     if config.teacher is None:
         return None
-    soft = distill.cached_probabilities(
-        config.teacher, config.features, train.features, work / "teacher-train"
-    )
+    soft = distill.cached_probabilities(config.teacher, config.features, train.features, work, "train")
     soft_long = np.zeros((0, 0), dtype=np.float16)
     if train_long is not None:
         soft_long = distill.cached_probabilities(
-            config.teacher, config.features, train_long.features, work / "teacher-train-long"
+            config.teacher, config.features, train_long.features, work, "train-long"
         )
     return tr.TeacherTargets(config.teacher.weight, soft, soft_long)
 
@@ -702,7 +700,10 @@ def make_model(config: RunConfig, output_dir: Path, work: Path, data_dir: Path, 
     if config.teacher is not None:  # the recipe's key (and its cached stages) stay as they were
         train_key.append(asdict(config.teacher))
     trained = stages.run(
-        "train", train_key, lambda: train_stage(config, parts, work), owns=(tr.TRAIN_CHECKPOINT, TRAINED)
+        "train",
+        train_key,
+        lambda: train_stage(config, parts, work),
+        owns=(tr.TRAIN_CHECKPOINT, TRAINED, distill.CACHE_GLOB),
     )
     mined = stages.run(
         "mine",
