@@ -6,8 +6,9 @@ mean misses 25.1% of real recordings at <= 0.5 FA/h, its members 19.5, 41.9 and 
 because members fire on different negatives, so the mean's false-accept tail is lighter. It is no
 rule (README "Averaging more members does not pay"), and each member costs a GRU at run time and in
 the file. A student trained towards the
-mean's probabilities may keep part of that gain at one member's cost; the paired real-people test
-judges whether it does.
+mean's probabilities might keep part of that gain at one member's cost. Judged on real people
+(bench/results/distill-rule.md): it does not; two students of the shipped computer mean match it on
+synthetic voices and miss ~13 points more real recordings, so nothing uses it by default.
 
 The teacher runs through ``wakeword.model.WakeWordModel``, the daemon's own onnxruntime session, on
 the very feature arrays the student trains on, from a fresh state per clip, as the detector would

@@ -1,7 +1,7 @@
 """Re-run the training experiments of README "Two front ends" (runs 4-9) and "Domain-adversarial".
 
-Not a shipped recipe: each variant here was judged on real people and not kept (distillation is
-not yet judged: bench/results/distill-rule.md), and this module exists so its figures can be
+Not a shipped recipe: each variant here was judged on real people and not kept (distillation too:
+bench/results/distill-rule.md), and this module exists so its figures can be
 reproduced rather than trusted. It changes only the network, the
 hard-negative mining, the training seed, the domain-adversarial weight, the share of band-limited
 clips or the engines' shares of positive draws of ``make_model``'s recipe for a front end
